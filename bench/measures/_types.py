@@ -80,6 +80,8 @@ class ScoreContext:
 
     ``cache`` is shared by all measures of one model in one ``bench score`` call, so
     that work can be reused (``ag_trained`` reuses the VJPs that ``gc`` computed).
+    ``requested`` names every measure of this call, so a measure can keep what a
+    later one will need (``gc`` keeps its VJPs only when ``ag_trained`` follows).
     ``progress(total, desc)`` returns a tqdm-like bar (``update``, ``close``).
     """
 
@@ -92,6 +94,7 @@ class ScoreContext:
     labels: "torch.Tensor | None" = None
     batch_size: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    requested: tuple[str, ...] = ()
     progress: Callable[..., Any] | None = None
 
 

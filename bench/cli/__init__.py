@@ -1,0 +1,90 @@
+"""The ``bench`` command line.
+
+One module per subcommand (``bench/cli/score.py`` defines ``bench score``, ...),
+each exposing a click command named ``command``. Errors the user can fix are
+:class:`~bench.errors.BenchError` and print as one line; ``--debug`` shows the
+traceback. Ctrl-C exits with status 130 after the store has kept what finished.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from bench import __version__
+from bench.errors import BenchError
+
+# subcommand name -> module in bench.cli
+_SUBCOMMANDS = {
+    "score": "score",
+    "show": "show",
+    "query": "query",
+    "registry": "registry",
+    "export": "export",
+    "push": "push",
+    "leaderboard": "leaderboard",
+    "submit": "submit",
+    "ingest": "ingest",
+    "validate": "validate",
+}
+
+
+class _LazyGroup(click.Group):
+    """Imports a subcommand's module only when it is used, so `bench --help` stays fast."""
+
+    def list_commands(self, ctx):
+        return sorted(name for name in _SUBCOMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx, name):
+        return self._load(name)
+
+    @staticmethod
+    def _load(name):
+        module_name = _SUBCOMMANDS.get(name)
+        if module_name is None:
+            return None
+        try:
+            module = importlib.import_module(f"bench.cli.{module_name}")
+        except ModuleNotFoundError as exc:  # a subcommand still being written
+            if exc.name != f"bench.cli.{module_name}":
+                raise
+            return None
+        return module.command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geometry-bench")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Geometry Bench: input-space geometry measurements for image classifiers."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and turn user errors into one line."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="bench", standalone_mode=False)
+    except BenchError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted: finished measurements are kept in the database.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        click.echo("interrupted: finished measurements are kept in the database.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
