@@ -76,6 +76,7 @@ MEASUREMENTS = pa.schema([
     ("draws", pa.int64()),
     ("params", pa.string()),          # canonical JSON of every protocol parameter
     ("params_hash", pa.string()),
+    ("request_hash", pa.string()),    # hash of the parameters as requested (skip-if-done key)
     ("extras", pa.string()),          # JSON of secondary scalars
     ("arrays", ARRAY_TYPE),           # named float lists: curves, spectra, maps
     ("seed", pa.int64()),
@@ -97,7 +98,9 @@ PRIMARY_KEYS = {"runs": "run_id", "models": "model_id", "measurements": "measure
 
 # The identity of a measurement for "already done?" checks: same model and weights,
 # same measure and version, same protocol, probe set and seed.
-IDENTITY_COLUMNS = ("model_id", "weights_hash", "measure", "measure_version", "params_hash",
+# The request is hashed rather than the resolved protocol, because it is known before
+# the work is done (a measure may resolve a parameter, e.g. gc's exact=None, while running).
+IDENTITY_COLUMNS = ("model_id", "weights_hash", "measure", "measure_version", "request_hash",
                     "seed", "probe_set_hash")
 
 _LATEST = """

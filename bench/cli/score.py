@@ -1,0 +1,107 @@
+"""``bench score``: measure registry models and store the results."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from bench.cli._common import db_option
+from bench.cli._output import echo_rows, format_option
+from bench.errors import BenchError
+from bench.harness.device import resolve_device
+from bench.harness.runner import Runner, ScoreOptions, select_specs, summary_rows
+from bench.store.db import Store
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``measure.key=value`` pairs (values parsed as YAML scalars) into per-measure dicts."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        measure, dot, name = key.partition(".")
+        if not sep or not dot or not measure or not name:
+            raise BenchError(f"--param {item!r} is not of the form measure.key=value",
+                             "for example --param rf.delta=2")
+        out.setdefault(measure, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def _batch_size(value: str) -> int | None:
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise BenchError(f"--batch-size {value!r} is not a positive integer", "use a number or auto")
+    return int(value)
+
+
+@click.command("score")
+@click.option("--model", "-m", "models", multiple=True, required=True,
+              help="Registry id (arch.tag) or architecture name; repeat for several.")
+@click.option("--measure", "measures", multiple=True, default=("gc",), show_default=True,
+              help="Measure to run (gc, gc_embedding, rf, ag, ag_trained, plane, mftma, volume); repeatable.")
+@click.option("--weights", default="pretrained", show_default=True,
+              help="pretrained (the Hub through timm), random (timm init, seeded) or a local "
+                   ".safetensors / torch checkpoint PATH.")
+@click.option("--probes", default="default", show_default=True,
+              help="Probe set: default, folder:<path> or hf:<dataset id>[:split].")
+@click.option("--images", type=click.IntRange(min=1), default=None,
+              help="Use only the first N probe images [default: all].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@click.option("--batch-size", default="auto", show_default=True,
+              help="Images per batch, or auto (halved on out-of-memory).")
+@click.option("--param", "-p", "param_items", multiple=True, metavar="MEASURE.KEY=VALUE",
+              help="Override a protocol parameter, e.g. -p gc.probes=16; repeatable.")
+@click.option("--sweep", is_flag=True, help="Also store curves over the measure's sweep (rf: delta).")
+@click.option("--layers", is_flag=True, help="Also store per-layer rows where supported (rf).")
+@click.option("--preset", type=click.Choice(["full", "quick"]), default=None,
+              help="Preset of measures that have one (plane); quick rows are flagged.")
+@click.option("--allow-tf32", is_flag=True, help="Allow TF32 matmuls on GPU (the rows say so).")
+@click.option("--force", is_flag=True, help="Measure again even if the same result is stored.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--lock-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait while another process writes the database.")
+@format_option
+@db_option
+def command(models, measures, weights, probes, images, device, seed, batch_size, param_items,
+            sweep, layers, preset, allow_tf32, force, no_progress, lock_timeout, fmt, db_path):
+    """Score models on geometry measures and store the results.
+
+    \b
+    Examples:
+      bench score --model resnet18
+      bench score --model resnet18 --weights random --measure gc --measure rf --images 32
+      bench score --model tf_efficientnet_lite0.in1k --weights ./lite0.safetensors
+    """
+    from bench.registry import resolve
+
+    if weights not in ("pretrained", "random") and len(models) > 1:
+        raise BenchError("--weights PATH names one checkpoint but several models were given",
+                         "score one model per weights file")
+    specs = select_specs(dict.fromkeys(measures))
+    params = _parse_params(param_items)
+    unknown = set(params) - {s.name for s in specs}
+    if unknown:
+        raise BenchError(f"--param names measure(s) not being run: {', '.join(sorted(unknown))}",
+                         "add them with --measure, or fix the name")
+    # Convenience flags set a parameter of every selected measure that has it.
+    flags = {"sweep": sweep, "layers": layers, "preset": preset}
+    for spec in specs:
+        for key, value in flags.items():
+            if value and key in spec.defaults:
+                params.setdefault(spec.name, {}).setdefault(key, value)
+    entries = [resolve(name) for name in dict.fromkeys(models)]
+    options = ScoreOptions(
+        weights=weights, probes=probes, images=images, device=resolve_device(device), seed=seed,
+        force=force, batch_size=_batch_size(batch_size), allow_tf32=allow_tf32, params=params,
+        show_progress=not no_progress and sys.stderr.isatty())
+    store = Store(db_path, lock_timeout=lock_timeout)
+    command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    outcomes = Runner(store, options, command_line).run(entries, specs)
+    echo_rows(summary_rows(outcomes), fmt)
+    if fmt == "table":
+        click.echo(f"\nstored in {store.path}", err=True)
