@@ -52,6 +52,7 @@ COLUMN_DOCS: dict[str, str] = {
     "draws": "Random draws per image (probes, diffeomorphisms, initializations).",
     "params": "Canonical JSON of every protocol parameter.",
     "params_hash": "Short hash of `params`.",
+    "request_hash": "Hash of the parameters as requested (the key that skips work already done).",
     "extras": "JSON of secondary scalars (D_f, G_f, radius, dimension, ...).",
     "arrays": "Named float lists: curves, spectra and flattened grid maps.",
     "seed": "The one seed that drove every random draw of the run.",
