@@ -22,7 +22,8 @@ class BenchError(Exception):
     def one_line(self) -> str:
         text = self.message
         if self.hint:
-            text += f". {self.hint.rstrip('.')}"
+            hint = self.hint.rstrip(".")
+            text += f". {hint[:1].upper()}{hint[1:]}"
         return " ".join(text.split()) + "."
 
 

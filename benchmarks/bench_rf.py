@@ -36,16 +36,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
+def timed(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Best wall time of each function over ``repeats`` rounds, after one warm-up round.
+
+    The functions take turns within each round, so that on a shared machine they see
+    the same load and their ratios stay meaningful.
+    """
+    best = {name: float("inf") for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if round_ > 0:
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -108,7 +113,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--draws", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true", help="skip the per-image implementation")
     args = parser.parse_args()
 
@@ -121,11 +126,16 @@ def main() -> None:
                                             cfg.get("std", (0.5,) * 3))).to(device)
     images = torch.rand(args.images, 3, args.resolution, args.resolution)
 
-    t_forward = timed(lambda: plain_forward(f, images, batch_size, device), device, args.repeats)
-    t_rf = timed(lambda: relative_stability(f, images, draws=args.draws, batch_size=batch_size,
-                                            device=device), device, args.repeats)
-    t_sampler = timed(lambda: sampler_only(images, args.draws, batch_size, device), device,
-                      args.repeats)
+    fns = {
+        "forward": lambda: plain_forward(f, images, batch_size, device),
+        "rf": lambda: relative_stability(f, images, draws=args.draws, batch_size=batch_size,
+                                         device=device),
+        "sampler": lambda: sampler_only(images, args.draws, batch_size, device),
+    }
+    if not args.skip_naive:
+        fns["naive"] = lambda: naive_relative_stability(f, images, args.draws, device)
+    times = timed(fns, device, args.repeats)
+    t_forward, t_rf, t_sampler = times["forward"], times["rf"], times["sampler"]
     limit = 1 + 2 * args.draws
     print(f"model {args.model} at {args.resolution} px, {args.images} images, draws {args.draws}, "
           f"batch {batch_size}, device {device}")
@@ -135,11 +145,8 @@ def main() -> None:
     print(f"fields+noise+remap   {1e3 * t_sampler / args.images:9.2f} ms/image  "
           f"= {100 * t_sampler / t_rf:.1f}% of rf")
     if not args.skip_naive:
-        t_naive = timed(lambda: naive_relative_stability(f, images, args.draws, device), device,
-                        max(1, args.repeats - 1))
-        print(f"per-image naive      {1e3 * t_naive / args.images:9.2f} ms/image  "
-              f"= {t_naive / t_rf:.2f} x rf")
-
+        print(f"per-image naive      {1e3 * times['naive'] / args.images:9.2f} ms/image  "
+              f"= {times['naive'] / t_rf:.2f} x rf")
 
 if __name__ == "__main__":
     main()

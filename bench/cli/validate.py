@@ -40,7 +40,8 @@ def command(registry_only: bool, submissions_only: bool, paths: tuple[str, ...])
     Submissions are checked for schema and types, SPEC provenance, known measure
     versions, finite values, models in the registry, size and HTML-free text.
     """
-    from bench.registry import default_registry_dir, registry_files, validate_files
+    from bench.measures import measure_specs
+    from bench.registry import default_registry_dir, load_registry, registry_files, validate_files
     from bench.submissions import check_submission
 
     if registry_only and submissions_only:
@@ -54,11 +55,13 @@ def command(registry_only: bool, submissions_only: bool, paths: tuple[str, ...])
     registry = [] if submissions_only else registry
     submissions = [] if registry_only else submissions
 
-    problems = [str(p) for p in validate_files(registry)] if registry else []
-    for path in submissions:
-        problems += [str(p) for p in check_submission(path)[1]]
-    for line in problems:
-        click.echo(f"problem: {line}", err=True)
+    problems = validate_files(registry) if registry else []
+    if submissions:  # the registry and measures are loaded once for all files
+        known_models, known_measures = load_registry(), measure_specs()
+        for path in submissions:
+            problems += check_submission(path, registry=known_models, specs=known_measures)[1]
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
     if problems:
         raise BenchError(f"{len(problems)} problem(s) in {len(registry)} registry and "
                          f"{len(submissions)} submission file(s)", "fix the files listed above")

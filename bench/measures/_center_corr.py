@@ -103,26 +103,32 @@ def _orthonormal(frames: torch.Tensor) -> torch.Tensor:
     return q * signs[..., None, :]
 
 
-def _cost(X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+def _cost(X: torch.Tensor, V: torch.Tensor, with_grad: bool = False
+          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Half the summed squared correlations of the residual centres, one per frame.
 
-    With ``c = X V`` the residual Gram matrix is ``X X^T - c c^T`` and the squared
-    residual norms are its diagonal, so no residual is formed explicitly.
+    With ``c = X V`` the residual Gram matrix is ``R = X X^T - c c^T`` and the
+    squared residual norms ``n`` its diagonal, so no residual is formed. The
+    Euclidean gradient, by hand: with ``A = R / (n n^T)`` and ``b`` the row sums of
+    ``R^2 / (n n^T)``, d cost / d c = 2 (b / n) c - 2 A c, and d cost / d V = X^T that.
     """
     gram = X @ X.T
     c = X[None] @ V
     residual = gram[None] - c @ c.transpose(1, 2)
     norms = gram.diagonal()[None] - c.square().sum(-1)
-    return 0.5 * (residual.square() / (norms[:, :, None] * norms[:, None, :])).sum((1, 2))
+    outer = norms[:, :, None] * norms[:, None, :]
+    squared = residual.square() / outer
+    cost = 0.5 * squared.sum((1, 2))
+    if not with_grad:
+        return cost
+    grad_c = 2 * (squared.sum(-1) / norms)[..., None] * c - 2 * (residual / outer) @ c
+    return cost, X.T[None] @ grad_c
 
 
 def _value_and_grad(X: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cost and Riemannian gradient (the Euclidean one projected on the tangent space)."""
-    V = V.detach().requires_grad_(True)
-    with torch.enable_grad():
-        cost = _cost(X, V)
-        (egrad,) = torch.autograd.grad(cost.sum(), V)
-    return cost.detach(), _project(V.detach(), egrad)
+    cost, egrad = _cost(X, V, with_grad=True)
+    return cost, _project(V, egrad)
 
 
 def _project(V: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
@@ -136,7 +142,12 @@ def _inner(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 def _stiefel_cg(X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """Minimize :func:`_cost` from each start frame in ``V`` (R, dim, K) by Riemannian CG."""
+    """Minimize :func:`_cost` from each start frame in ``V`` (R, dim, K) by Riemannian CG.
+
+    A start stops at a gradient norm below 1e-6, a step below 1e-10 or after 1000
+    iterations: pymanopt's defaults, which the reference uses. Each accepted line
+    search point brings its gradient along, so an iteration costs one evaluation.
+    """
     R = V.shape[0]
     cost, grad = _value_and_grad(X, V)
     direction = -grad
@@ -155,13 +166,14 @@ def _stiefel_cg(X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         # adaptive Armijo backtracking, all starts at once
         trial_step = step.clone()
         accepted = ~active
-        new_V, new_cost = V.clone(), cost.clone()
+        new_V, new_cost, new_egrad = V, cost, grad
         for _ in range(_BACKTRACKS):
             candidate = _orthonormal(V + trial_step[:, None, None] * direction)
-            candidate_cost = _cost(X, candidate)
+            candidate_cost, candidate_egrad = _cost(X, candidate, with_grad=True)
             ok = ~accepted & (candidate_cost <= cost + _ARMIJO * trial_step * slope)
             new_V = torch.where(ok[:, None, None], candidate, new_V)
             new_cost = torch.where(ok, candidate_cost, new_cost)
+            new_egrad = torch.where(ok[:, None, None], candidate_egrad, new_egrad)
             accepted |= ok
             if accepted.all():
                 break
@@ -170,7 +182,7 @@ def _stiefel_cg(X: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         active &= moved & (trial_step * d_norm > _MIN_STEP)
         step = torch.where(moved, 2 * trial_step, step)
 
-        new_cost, new_grad = _value_and_grad(X, new_V)
+        new_grad = _project(new_V, new_egrad)
         old_grad = _project(new_V, grad)
         old_direction = _project(new_V, direction)
         change = new_grad - old_grad

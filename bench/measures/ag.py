@@ -52,7 +52,7 @@ from bench.errors import BenchError
 from bench.harness.batching import default_batch_size
 from bench.measures._jacobian import require_eval_mode
 from bench.measures._types import Measurement, MeasureSpec, ScoreContext
-from bench.models.architecture import (WEIGHTS_REF, ArchitectureLike, initializer,
+from bench.models.architecture import (WEIGHTS_REF, ArchitectureLike, initializer, no_tf32,
                                        resolve_architecture)
 
 VERSION = 1
@@ -241,14 +241,14 @@ def average_geometry_matrix(
     init_gen = torch.Generator().manual_seed(seed)
     input_gen = torch.Generator(device=device).manual_seed(seed + 1)
     acc = _GramAccumulator(d, device)
-    for i in range(n_inits):
-        model = draws.draw(init_gen)
-        x = input_std * torch.randn((n_inputs, *shape), generator=input_gen, device=device)
-        grads = torch.cat([mean_logit_gradients(model, x[s:s + batch])
-                           for s in range(0, n_inputs, batch)])
-        acc.add(i * N_GROUPS // n_inits, grads)
-        if progress is not None:
-            progress.update(1)
+    with no_tf32():
+        for i in range(n_inits):
+            model = draws.draw(init_gen)
+            x = input_std * torch.randn((n_inputs, *shape), generator=input_gen, device=device)
+            acc.add(i * N_GROUPS // n_inits, torch.cat(
+                [mean_logit_gradients(model, x[s:s + batch]) for s in range(0, n_inputs, batch)]))
+            if progress is not None:
+                progress.update(1)
     acc.flush()
     geometry = AverageGeometry(acc.sums, acc.counts, shape, draws.method, architecture.name)
     _GEOMETRY_CACHE[key] = geometry

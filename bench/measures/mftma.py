@@ -136,18 +136,12 @@ def _solve_anchors(S: torch.Tensor, t: torch.Tensor, D: int, kappa: float) -> tu
     best = projections.argmax(-1)
     s0 = torch.gather(S, 1, best[..., None].expand(P, n_t, d))        # max-projection points
     feasible = (t * s0).sum(-1) + kappa < 0                           # t itself satisfies all constraints
-    anchors = s0.clone()
-    todo = torch.nonzero(~feasible)
-    worst = 0.0
-    per_chunk = max(1, _element_budget(S.device) // (M * max(M, d)))
-    for chunk in torch.split(todo, per_chunk):
-        p, k = chunk[:, 0], chunk[:, 1]
-        tt = t[p, k]
-        solution = solve_projections(S[p], tt, kappa)
-        worst = max(worst, float(solution.residual.max()))
-        moved = (solution.v - tt).norm(dim=-1) >= INTERIOR_EPS
-        anchor = (tt - solution.v) / solution.z.sum(-1, keepdim=True)
-        anchors[p, k] = torch.where(moved[:, None], anchor, s0[p, k])
+    chunk = max(1, _element_budget(S.device) // (M * max(M, d)))
+    solution = solve_projections(S, t, kappa, chunk=chunk)
+    moved = ~feasible & ((solution.v - t).norm(dim=-1) >= INTERIOR_EPS)
+    anchor = (t - solution.v) / solution.z.sum(-1, keepdim=True).clamp(min=1e-300)
+    anchors = torch.where(moved[..., None], anchor, s0)
+    worst = float(solution.residual.max())
 
     field = ((t * anchors).sum(-1) + kappa).clamp(min=0)
     norm_sq = anchors.square().sum(-1)

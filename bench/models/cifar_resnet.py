@@ -21,7 +21,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from bench.models.staged import StagedClassifier, Stage
+from bench.models.staged import Stage, StagedClassifier
 
 WIDTHS = (16, 32, 64)
 

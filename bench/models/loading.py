@@ -202,15 +202,17 @@ def hub_weights_file(entry: RegistryEntry) -> Path:
         except Exception as exc:
             raise WeightsError(f"downloading {name} of {entry.hub_id} failed: {_first_line(exc)}",
                                OFFLINE_HINT) from exc
-    raise WeightsError(
-        f"cannot get pretrained weights for {entry.id}: the Hugging Face Hub is unreachable "
-        "and they are not in the local cache", OFFLINE_HINT)
+    if revision is None:
+        raise WeightsError(f"cannot get pretrained weights for {entry.id}: the Hugging Face Hub "
+                           "is unreachable and they are not in the local cache", OFFLINE_HINT)
+    raise WeightsError(f"{entry.hub_id} has none of the weight files {', '.join(names)}",
+                       f"fix hub_id of {entry.id}; meanwhile {OFFLINE_HINT}")
 
 
 def _hub_filenames(entry: RegistryEntry) -> list[str]:
-    import timm.models
+    from bench.registry.from_timm import timm_pretrained_cfg
 
-    cfg = timm.models.get_pretrained_cfg(entry.id)
+    cfg = timm_pretrained_cfg(entry.id)
     own = cfg.hf_hub_filename if cfg is not None and cfg.hf_hub_id == entry.hub_id else None
     return [own] if own else list(HUB_FILENAMES)
 

@@ -27,7 +27,7 @@ import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from bench.models.staged import StagedClassifier, Stage, single_size
+from bench.models.staged import Stage, StagedClassifier, single_size
 
 WIDTH = 100
 

@@ -94,11 +94,9 @@ def resolve(name: str, registry: dict[str, RegistryEntry] | None = None) -> Regi
 
 
 def _timm_default_tag(arch: str) -> str | None:
-    import timm.models
+    from bench.registry.from_timm import timm_pretrained_cfg
 
-    import bench.models  # noqa: F401  (registers the project's own architectures)
-
-    cfg = timm.models.get_pretrained_cfg(arch)
+    cfg = timm_pretrained_cfg(arch)
     return cfg.tag if cfg is not None else None
 
 
@@ -119,9 +117,8 @@ def validate_files(paths: Iterable[str | os.PathLike]) -> list[str]:
     architectures are registered) and that timm knows the pretrained tag.
     """
     import timm
-    import timm.models
 
-    import bench.models  # noqa: F401  (registers cifar_resnet*, gih_mlp)
+    from bench.registry.from_timm import timm_pretrained_cfg  # also registers bench.models
 
     known_archs = set(timm.list_models())
     problems: list[str] = []
@@ -138,7 +135,7 @@ def validate_files(paths: Iterable[str | os.PathLike]) -> list[str]:
             close = difflib.get_close_matches(entry.timm_name, known_archs, n=3)
             problems.append(f"{path}: timm_name: '{entry.timm_name}' is not a timm model"
                             + (f" (closest: {', '.join(close)})" if close else ""))
-        elif timm.models.get_pretrained_cfg(entry.id) is None:
+        elif timm_pretrained_cfg(entry.id) is None:
             problems.append(f"{path}: tag: timm has no pretrained tag '{entry.tag}' "
                             f"for {entry.timm_name}")
     return problems

@@ -13,9 +13,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import timm
+import timm.models
 import torch
 import yaml
+from timm.data import resolve_data_config
 
+import bench.models  # noqa: F401  (registers the project's own architectures with timm)
 from bench.errors import RegistryError, UnknownModelError
 from bench.registry.schema import RegistryEntry
 
@@ -78,14 +82,17 @@ PRETRAINING_DATA = (
 )
 
 
+def timm_pretrained_cfg(name: str):
+    """timm's pretrained config for ``arch[.tag]``, or None (timm raises for an unknown tag)."""
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except RuntimeError:
+        return None
+
+
 def entry_from_timm(name: str) -> RegistryEntry:
     """An entry for timm's ``arch.tag`` (or an arch's default tag) from timm's pretrained config."""
-    import timm.models
-    from timm.data import resolve_data_config
-
-    import bench.models  # noqa: F401  (the project's own architectures)
-
-    cfg = timm.models.get_pretrained_cfg(name)
+    cfg = timm_pretrained_cfg(name)
     if cfg is None:
         raise UnknownModelError(f"timm has no pretrained config '{name}'",
                                 "give a name from timm.list_pretrained(), e.g. resnet18.a1_in1k")
@@ -111,8 +118,6 @@ def entry_from_timm(name: str) -> RegistryEntry:
 
 def param_count(name: str, num_classes: int) -> int:
     """Parameters of the architecture, counted on the meta device (no memory, no download)."""
-    import timm
-
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
     return sum(p.numel() for p in model.parameters())
@@ -137,8 +142,6 @@ def _family(arch: str) -> str:
     for prefix, family in FAMILY_PREFIXES:
         if arch.startswith(prefix):
             return family
-    import timm.models
-
     return timm.models.model_entrypoint(arch).__module__.rsplit(".", 1)[-1]
 
 

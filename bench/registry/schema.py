@@ -74,7 +74,7 @@ class RegistryEntry(BaseModel):
     notes: str | None = None
 
     @model_validator(mode="after")
-    def _id_is_arch_dot_tag(self) -> "RegistryEntry":
+    def _id_is_arch_dot_tag(self) -> RegistryEntry:
         expected = f"{self.timm_name}.{self.tag}"
         if self.id != expected:
             raise ValueError(f"id must be '<timm_name>.<tag>' = '{expected}', got '{self.id}'")

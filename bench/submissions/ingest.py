@@ -40,12 +40,8 @@ class IngestReport:
 def check_all(paths: list[str | Path], *, registry: Mapping[str, Any] | None = None,
               specs: Mapping[str, Any] | None = None) -> tuple[list[Submission], list[Problem]]:
     """Check every submission file under ``paths``; the good ones and all problems."""
-    files = submission_files(paths)
-    if not files:
-        raise BenchError(f"no submission files (*.json) in {', '.join(map(str, paths))}",
-                         "write one with `bench submit`")
     submissions, problems = [], []
-    for path in files:
+    for path in submission_files(paths):
         submission, found = check_submission(path, registry=registry, specs=specs)
         problems += found
         if submission is not None:
@@ -55,7 +51,11 @@ def check_all(paths: list[str | Path], *, registry: Mapping[str, Any] | None = N
 
 def ingest(paths: list[str | Path], store: Store, *, registry: Mapping[str, Any] | None = None,
            specs: Mapping[str, Any] | None = None) -> IngestReport:
-    """Check all files, then add their new rows to ``store`` in one transaction."""
+    """Check all files, then add their new rows to ``store`` in one transaction.
+
+    A folder without submissions still creates the database (with empty tables), so
+    the site can be built before the first contribution.
+    """
     submissions, problems = check_all(paths, registry=registry, specs=specs)
     if problems:
         raise SubmissionError(problems)

@@ -188,6 +188,7 @@ class _Checker:
         self.specs = specs
         self.architectures = {getattr(e, "timm_name", None) for e in registry.values()}
         self.problems: list[Problem] = []
+        self.listed_models: set[Any] = set()
 
     def bad(self, where: str, message: str) -> None:
         self.problems.append(Problem(str(self.path), where, message))
@@ -197,6 +198,8 @@ class _Checker:
         if not isinstance(raw, list):
             self.bad(where, f"expected a list of rows, got {type(raw).__name__}")
             return []
+        if table == "models":  # listed even when a row is bad, so its problem is reported once
+            self.listed_models = {r.get("model_id") for r in raw if isinstance(r, dict)}
         return [row for i, item in enumerate(raw)
                 if (row := self.row(table, item, f"{where}[{i}]")) is not None]
 
@@ -289,7 +292,7 @@ class _Checker:
                 seen.add(row[key])
         if run is None:
             return
-        listed = {m["model_id"] for m in models}
+        listed = self.listed_models
         for i, row in enumerate(measurements):
             if row["run_id"] != run["run_id"]:
                 self.bad(f"measurements[{i}].run_id", f"{row['run_id']!r} is not this file's run "
