@@ -17,8 +17,8 @@ import numpy as np
 
 from bench.measures._types import Measurement
 from bench.store import rows
-from bench.store.rows import params_hash
 from bench.store.db import Store
+from bench.store.rows import params_hash
 
 HOSTILE = '</script><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
@@ -91,7 +91,7 @@ def checkpoint_measurements(model: dict, rng: np.random.Generator) -> list[Measu
                   extras={"d_f": rf_value * 0.3, "g_f": 0.3, "rf_median": rf_value * 0.7},
                   arrays={"delta": [0.5, 1.0, 2.0, 4.0],
                           "rf": [rf_value * f for f in (0.6, 1.0, 1.5, 2.1)]}))
-    for i, (layer, depth) in enumerate(LAYERS):
+    for layer, depth in LAYERS:
         out.append(_m("rf", 1.0 / (1 + 3 * depth) * (1 + 0.1 * rng.standard_normal()), 0.02, n=500,
                       draws=2, layer=layer, depth=depth, params={"cutoff": 3, "delta": 1.0, "draws": 2,
                                                                  "images": 500, "per_layer": True}))

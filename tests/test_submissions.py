@@ -14,8 +14,7 @@ from bench.cli import cli
 from bench.export import read_tables
 from bench.store.db import Store
 from bench.store.schema import PRIMARY_KEYS, TABLES
-from bench.submissions import (MAX_BYTES, SubmissionError, check_submission, ingest, latest_run_id,
-                               submit_run)
+from bench.submissions import MAX_BYTES, SubmissionError, check_submission, ingest, latest_run_id, submit_run
 
 REGISTRY = {m["model_id"]: SimpleNamespace(timm_name=m["timm_name"]) for m in MODELS}
 SPECS = {name: SimpleNamespace(version=1, scope=scope) for name, scope in

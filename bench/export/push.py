@@ -87,8 +87,12 @@ def _remote_run_ids(api: Any, repo: str, revision: str | None) -> set[str]:
 
     The file goes to a throwaway cache, so a push leaves nothing in the user's Hub cache.
     """
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-push-remote-") as cache:
         try:

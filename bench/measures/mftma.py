@@ -229,9 +229,9 @@ def _manifold_inputs(images: torch.Tensor, labels: torch.Tensor | None, n_classe
                      per_class: int, generator: torch.Generator) -> tuple[torch.Tensor, str, int, int]:
     """Images ordered manifold by manifold, (P * M, C, H, W), and which kind, P, M.
 
-    With labels: P = min(n_classes, classes with at least 2 images), drawn at random
-    when there are more; M = min(per_class, the smallest of their counts), each
-    class's M images drawn at random. Without labels: P = min(n_classes, images)
+    With labels: P = min(n_classes, classes with at least 2 images), the classes with
+    the most images first, ties (a balanced probe set) drawn at random; M =
+    min(per_class, the smallest of their counts), each class's M images drawn at random. Without labels: P = min(n_classes, images)
     exemplar images, each under M = per_class random augmentations.
     """
     if labels is None:
@@ -244,7 +244,10 @@ def _manifold_inputs(images: torch.Tensor, labels: torch.Tensor | None, n_classe
     if len(classes) < 2:
         raise BenchError("class manifolds need at least 2 classes with 2 images each",
                          "use a labelled probe set with more images per class, or drop the labels")
-    classes = classes[torch.randperm(len(classes), generator=generator)[: min(n_classes, len(classes))]]
+    counts = counts[counts >= 2]
+    shuffled = torch.randperm(len(classes), generator=generator)
+    by_size = shuffled[torch.argsort(counts[shuffled], descending=True, stable=True)]
+    classes = classes[by_size[: min(n_classes, len(classes))]]
     M = min(per_class, min(int((labels == c).sum()) for c in classes))
     order = []
     for c in classes:

@@ -56,6 +56,7 @@ VERSION = 1
 MARGIN = 0.15
 MAP_PLANES = 2
 _DET_FLOOR = 1e-300           # det g_U at or below this is a degenerate point (l floored there)
+_FLAT = 1e-5                  # l or H varying less than this is constant up to float32 round-off
 
 
 @dataclass
@@ -286,7 +287,7 @@ def _summarize(maps: list[PlaneMaps], params: dict, seed: int) -> Measurement:
                        boundary_ratio_ci_high=_exp_or_none(diff.ci_high))
     arrays = _map_arrays(maps[:MAP_PLANES])
     n = dict(n=len(maps), draws=grid * grid)
-    if np.ptp(logvol) == 0 or np.ptp(entropy) == 0:
+    if np.ptp(logvol) <= _FLAT or np.ptp(entropy) <= _FLAT:
         return Measurement.undefined(NAME, VERSION, "log volume or entropy is constant over the planes",
                                      params=params, extras=extras, arrays=arrays, **n)
     estimate = bootstrap(plane_ids, magnification, seed=seed)

@@ -108,7 +108,7 @@ class Store:
         for name, sql in VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
-    def _write(self, fn) -> Any:
+    def transaction(self, fn) -> Any:
         """Run ``fn(con)`` in one transaction; a failure leaves the file as it was."""
         with self.connect() as con:
             try:
@@ -141,7 +141,7 @@ class Store:
                 con.unregister("_incoming")
             return data.num_rows
 
-        return self._write(write)
+        return self.transaction(write)
 
     def upsert_model(self, row: dict[str, Any]) -> None:
         data = _rows.to_table("models", [row])
@@ -152,7 +152,7 @@ class Store:
             con.execute("INSERT INTO models SELECT * FROM _incoming")
             con.unregister("_incoming")
 
-        self._write(write)
+        self.transaction(write)
 
     def start_run(self, command: str, bench_version: str) -> str:
         run_id = _rows.new_id()
@@ -161,7 +161,7 @@ class Store:
         return run_id
 
     def finish_run(self, run_id: str, status: str) -> None:
-        self._write(lambda con: con.execute(
+        self.transaction(lambda con: con.execute(
             "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
             [status, _rows.now(), run_id]))
 

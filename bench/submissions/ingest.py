@@ -76,7 +76,7 @@ def ingest(paths: list[str | Path], store: Store, *, registry: Mapping[str, Any]
             added[name] = len(new)
         return added
 
-    return IngestReport(files=len(submissions), added=store._write(write))
+    return IngestReport(files=len(submissions), added=store.transaction(write))
 
 
 def _dedupe(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
