@@ -287,8 +287,8 @@ def _summarize(maps: list[PlaneMaps], params: dict, seed: int) -> Measurement:
                        boundary_ratio_ci_high=_exp_or_none(diff.ci_high))
     arrays = _map_arrays(maps[:MAP_PLANES])
     n = dict(n=len(maps), draws=grid * grid)
-    if np.ptp(logvol) <= _FLAT or np.ptp(entropy) <= _FLAT:
-        return Measurement.undefined(NAME, VERSION, "log volume or entropy is constant over the planes",
+    if np.ptp(logvol, axis=1).max() <= _FLAT or np.ptp(entropy, axis=1).max() <= _FLAT:
+        return Measurement.undefined(NAME, VERSION, "log volume or entropy is constant on every plane",
                                      params=params, extras=extras, arrays=arrays, **n)
     estimate = bootstrap(plane_ids, magnification, seed=seed)
     return Measurement(NAME, VERSION, params=params, extras=extras, arrays=arrays,

@@ -126,31 +126,30 @@ class Store:
                 raise
 
     # -- writes ------------------------------------------------------------------------
+    @staticmethod
+    def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> int:
+        """Append an Arrow table of the schema to ``table`` inside the caller's transaction."""
+        data = data.select(TABLES[table].names).cast(TABLES[table])
+        con.register("_incoming", data)
+        try:
+            con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+        finally:
+            con.unregister("_incoming")
+        return data.num_rows
+
     def insert(self, table: str, rows: list[dict[str, Any]] | pa.Table) -> int:
         """Insert rows (dicts or an Arrow table of the schema) in one transaction."""
         data = rows if isinstance(rows, pa.Table) else _rows.to_table(table, rows)
         if data.num_rows == 0:
             return 0
-        data = data.select(TABLES[table].names).cast(TABLES[table])
-
-        def write(con):
-            con.register("_incoming", data)
-            try:
-                con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
-            finally:
-                con.unregister("_incoming")
-            return data.num_rows
-
-        return self.transaction(write)
+        return self.transaction(lambda con: self.insert_arrow(con, table, data))
 
     def upsert_model(self, row: dict[str, Any]) -> None:
         data = _rows.to_table("models", [row])
 
         def write(con):
             con.execute("DELETE FROM models WHERE model_id = ?", [row["model_id"]])
-            con.register("_incoming", data)
-            con.execute("INSERT INTO models SELECT * FROM _incoming")
-            con.unregister("_incoming")
+            self.insert_arrow(con, "models", data)
 
         self.transaction(write)
 

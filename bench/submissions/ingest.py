@@ -68,11 +68,7 @@ def ingest(paths: list[str | Path], store: Store, *, registry: Mapping[str, Any]
             present = {k for (k,) in con.execute(f'SELECT "{key}" FROM {name}').fetchall()}
             new = [r for r in rows if r[key] not in present]
             if new:
-                con.register("_incoming", pa.Table.from_pylist(new, schema=TABLES[name]))
-                try:
-                    con.execute(f"INSERT INTO {name} SELECT * FROM _incoming")
-                finally:
-                    con.unregister("_incoming")
+                Store.insert_arrow(con, name, pa.Table.from_pylist(new, schema=TABLES[name]))
             added[name] = len(new)
         return added
 
