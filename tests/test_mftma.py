@@ -7,6 +7,8 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
+from _cifar import cifar10_probe, resnet20
+
 from bench.errors import BenchError
 from bench.measures import ScoreContext, manifold_capacity
 from bench.measures._center_corr import center_structure
@@ -64,21 +66,33 @@ def test_solver_handles_duplicate_points_and_fewer_features_than_points():
 
 def test_interior_point_fallback_alone_reaches_the_reference_solution():
     S = manifold_points(1, 15, 10, seed=5, scales=(1e-2, 5.0))[0].expand(25, 15, 10)
-    t = torch.randn(25, 10, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    t = torch.randn(25, 1, 10, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     v, z = _interior_point(S, t, 0.2, 1e-10)
     assert kkt_residual(S, t, v, z, 0.2).max() < 1e-7       # before the active-set polish
     for k in range(25):
-        v_ref, _ = reference_projection(S[k].numpy(), t[k].numpy(), 0.2)
-        np.testing.assert_allclose(v[k].numpy(), v_ref, atol=1e-6)
+        v_ref, _ = reference_projection(S[k].numpy(), t[k, 0].numpy(), 0.2)
+        np.testing.assert_allclose(v[k, 0].numpy(), v_ref, atol=1e-6)
 
 
 def test_kkt_residual_flags_a_wrong_solution():
     S = manifold_points(1, 8, 5, seed=7)
     t = torch.randn(1, 6, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     good = solve_projections(S, t)
-    Sb = S.expand(6, 8, 5)
-    assert kkt_residual(Sb, t[0], good.v[0], good.z[0], 0.0).max() < 1e-10
-    assert kkt_residual(Sb, t[0], t[0], torch.zeros(6, 8, dtype=torch.float64), 0.0).max() > 1e-3
+    assert kkt_residual(S, t, good.v, good.z, 0.0).max() < 1e-10
+    assert kkt_residual(S, t, t, torch.zeros(1, 6, 8, dtype=torch.float64), 0.0).max() > 1e-3
+
+
+def test_hard_problems_fall_back_to_the_interior_point_method():
+    """Spreads over four decades (Q's condition number ~1e8): gradient steps miss some active sets."""
+    S = manifold_points(3, 12, 9, seed=1, scales=(1e-3, 10.0))
+    t = torch.randn(3, 40, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    solution = solve_projections(S, t)
+    assert solution.stages["after_polish"] > 0                # the fallback really ran
+    assert solution.residual.max() < 1e-9
+    for p in range(3):
+        for k in range(40):
+            v, _ = reference_projection(S[p].numpy(), t[p, k].numpy(), 0.0)
+            np.testing.assert_allclose(solution.v[p, k].numpy(), v, atol=1e-9)
 
 
 # -- capacity, radius, dimension formulas against a straightforward per-problem implementation -----
@@ -264,3 +278,29 @@ def test_exemplar_manifold_profile_through_the_spec(tiny_model):
 def test_class_manifolds_need_two_classes(tiny_model):
     with pytest.raises(BenchError):
         manifold_capacity_profile(tiny_model, torch.rand(4, 3, 32, 32), torch.tensor([0, 0, 0, 1]))
+
+
+# -- real networks (offline assets) -----------------------------------------------------------------
+
+@pytest.mark.assets
+@pytest.mark.slow
+def test_trained_resnet20_untangles_classes_with_depth(assets, tmp_path):
+    """Cohen et al. 2020: class manifolds become separable with depth in trained networks only.
+
+    On CIFAR-10 (10 classes x 20 images) the trained ResNet-20's capacity grows from
+    the input to the penultimate features several-fold (0.05 -> 0.28 with 50 images
+    per class, see the closing report), while at initialization it stays near the
+    input's. Both networks see the same images, so their input rows are identical.
+    """
+    probe = cifar10_probe(assets, tmp_path, per_class=20)
+    profiles = {}
+    for name in ("trained", "init"):
+        rows = manifold_capacity_profile(resnet20(assets, trained=name == "trained"), probe.images, probe.labels,
+                                         n_classes=10, per_class=20, n_t=100, seed=0)
+        assert all(r.status == "ok" for r in rows)
+        profiles[name] = {r.layer: r for r in rows[1:]}
+    trained, init = profiles["trained"], profiles["init"]
+    assert trained["input"].value == init["input"].value
+    assert trained["pre_logits"].ci_low > 2 * trained["input"].ci_high
+    assert trained["pre_logits"].ci_low > init["pre_logits"].ci_high
+    assert trained["pre_logits"].extras["radius"] < init["pre_logits"].extras["radius"]

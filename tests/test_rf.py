@@ -179,3 +179,13 @@ def test_bad_images_and_training_mode_are_bench_errors():
         relative_stability(identity, torch.rand(3, 3, 16, 20))
     with pytest.raises(BenchError, match="training mode"):
         relative_stability(_tiny_resnet().train(), _images(3, size=32))
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda_deterministically():
+    images = _images(6)
+    model = _tiny_resnet().cuda()
+    a = relative_stability(model, images, seed=3)
+    b = relative_stability(model, images, seed=3, batch_size=4)
+    assert a.value == pytest.approx(b.value, rel=1e-5)
+    assert relative_stability(identity, images.cuda(), seed=3).value == pytest.approx(1.0, abs=1e-5)

@@ -45,10 +45,10 @@ _IPM_ITERS = 100
 
 @dataclass
 class QPSolution:
-    """Solutions of a batch of projection problems, shaped like ``t`` (..., d).
+    """Solutions of a batch of projection problems, shaped like ``t`` (P, n, d).
 
-    ``v`` the projections, ``z`` (..., m) the multipliers (``t - v = S^T z``),
-    ``residual`` (...) the scaled KKT residual of each problem, and ``stages`` how
+    ``v`` the projections, ``z`` (P, n, m) the multipliers (``t - v = S^T z``),
+    ``residual`` (P, n) the scaled KKT residual of each problem, and ``stages`` how
     many problems each stage left unsolved (for diagnostics and benchmarks).
     """
 
@@ -62,13 +62,14 @@ def kkt_residual(S: torch.Tensor, t: torch.Tensor, v: torch.Tensor, z: torch.Ten
                  kappa: float) -> torch.Tensor:
     """Largest violation of the KKT conditions of each problem, made dimensionless.
 
-    ``S`` (B, m, d), ``t``/``v`` (B, d), ``z`` (B, m). With a = 1 + ||t|| (the scale
+    ``S`` (G, m, d) the points of G groups (manifolds); ``t``/``v`` (G, n, d) and ``z``
+    (G, n, m) for n problems per group; returns (G, n). With a = 1 + ||t|| (the scale
     of v) and r = max(1, max_i ||s_i||) (of the points): stationarity
     ``|v - t + S^T z| / a``, primal feasibility ``(S v + kappa)_+ / (a r)``, dual
     feasibility ``(-z)_+ r^2 / a`` and complementary slackness ``|z_i (S v + kappa)_i| r / a^2``.
     """
     a = 1 + t.norm(dim=-1)
-    r = S.norm(dim=-1).amax(-1).clamp(min=1)
+    r = S.norm(dim=-1).amax(-1, keepdim=True).clamp(min=1)
     slack = _times(S, v) + kappa
     station = (v - t + _at(S, z)).abs().amax(-1) / a
     primal = slack.clamp(min=0).amax(-1) / (a * r)
@@ -78,44 +79,37 @@ def kkt_residual(S: torch.Tensor, t: torch.Tensor, v: torch.Tensor, z: torch.Ten
 
 
 def solve_projections(S: torch.Tensor, t: torch.Tensor, kappa: float = 0.0, *,
-                      tol: float = 1e-10, chunk: int = 4096) -> QPSolution:
+                      tol: float = 1e-10, max_elements: int = 2**23) -> QPSolution:
     """Solve min ||v - t||^2 s.t. S v <= -kappa for every t of every manifold.
 
     ``S`` (P, m, d): the points of P manifolds; ``t`` (P, n, d): n vectors per
     manifold. Runs in ``t``'s dtype (use float64: the tolerance is that of the
-    reference's solver) and device; stages 2 and 3 work on at most ``chunk``
-    problems at a time to bound memory.
+    reference's solver) and device. The per-problem matrices of stages 2 and 3 are
+    built for groups of problems of at most ``max_elements`` entries, to bound memory.
     """
     P, n, d = t.shape
     m = S.shape[1]
     gram = S @ S.transpose(1, 2)
-    target = t @ S.transpose(1, 2) + kappa                          # b, (P, n, m)
+    target = _times(S, t) + kappa                                    # b, (P, n, m)
     z = _dual_gradient(gram, target)
-
-    flat_z = z.reshape(P * n, m)
-    owner = torch.arange(P, device=t.device).repeat_interleave(n)
-    flat_t = t.reshape(P * n, d)
-    flat_v = torch.empty_like(flat_t)
-    residual = torch.empty(P * n, dtype=t.dtype, device=t.device)
-    for idx in torch.split(torch.arange(P * n, device=t.device), chunk):
-        Si, ti = S[owner[idx]], flat_t[idx]
-        zi = flat_z[idx]
-        vi, zi, ri = _polish(Si, gram[owner[idx]], ti, zi, target.reshape(P * n, m)[idx], kappa, tol)
-        flat_v[idx], flat_z[idx], residual[idx] = vi, zi, ri
+    v = torch.empty_like(t)
+    residual = torch.empty(P, n, dtype=t.dtype, device=t.device)
+    for group in torch.split(torch.arange(P, device=t.device), max(1, max_elements // (n * m * m))):
+        v[group], z[group], residual[group] = _polish(S[group], gram[group], t[group], z[group],
+                                                      target[group], kappa, tol)
     after_polish = int((residual > tol).sum())
 
-    hard = torch.nonzero(residual > tol).flatten()
-    for idx in torch.split(hard, chunk):
-        Si, ti = S[owner[idx]], flat_t[idx]
-        vi, zi = _interior_point(Si, ti, kappa, tol)
-        vi, zi, ri = _polish(Si, Si @ Si.transpose(1, 2), ti, zi, _times(Si, ti) + kappa, kappa, tol)
-        better = ri < residual[idx]
-        flat_v[idx] = torch.where(better[:, None], vi, flat_v[idx])
-        flat_z[idx] = torch.where(better[:, None], zi, flat_z[idx])
-        residual[idx] = torch.minimum(ri, residual[idx])
+    for chunk in torch.split(torch.nonzero(residual > tol), max(1, max_elements // (m * max(m, d)))):
+        p, k = chunk[:, 0], chunk[:, 1]
+        Sh, th = S[p], t[p, k][:, None]                              # one group per problem
+        vh, zh = _interior_point(Sh, th, kappa, tol)
+        vh, zh, rh = _polish(Sh, Sh @ Sh.transpose(1, 2), th, zh, _times(Sh, th) + kappa, kappa, tol)
+        better = rh[:, 0] < residual[p, k]
+        v[p, k] = torch.where(better[:, None], vh[:, 0], v[p, k])
+        z[p, k] = torch.where(better[:, None], zh[:, 0], z[p, k])
+        residual[p, k] = torch.minimum(rh[:, 0], residual[p, k])
     stages = dict(problems=P * n, after_polish=after_polish, after_interior=int((residual > tol).sum()))
-    return QPSolution(v=flat_v.reshape(P, n, d), z=flat_z.reshape(P, n, m),
-                      residual=residual.reshape(P, n), stages=stages)
+    return QPSolution(v=v, z=z, residual=residual, stages=stages)
 
 
 def _dual_gradient(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -154,26 +148,26 @@ def _polish(S: torch.Tensor, gram: torch.Tensor, t: torch.Tensor, z: torch.Tenso
     primal-dual active-set steps solve ``Q_AA z_A = b_A`` exactly, drop constraints
     whose multiplier comes out negative and add those that are violated. A problem
     keeps a new solution only where it lowers the KKT residual, so polishing never
-    hurts. Returns v, z and the residual, for problems of shape (B, ...).
+    hurts. Shapes as :func:`kkt_residual` (``gram`` (G, m, m), ``target`` = b (G, n, m));
+    returns v, z and the residual.
     """
     z = z.clamp(min=0)
     v = t - _at(S, z)
     best = kkt_residual(S, t, v, z, kappa)
-    ridge = 1e-13 * gram.diagonal(dim1=1, dim2=2).amax(-1, keepdim=True)
-    active = z > (z[:, None, :] @ gram).squeeze(1) - target
+    ridge = 1e-13 * gram.diagonal(dim1=-2, dim2=-1).amax(-1)[:, None, None]
+    active = z > z @ gram - target
     for _ in range(_POLISH_ROUNDS):
-        pair = active[:, :, None] & active[:, None, :]
-        system = torch.where(pair, gram, torch.zeros_like(gram)) + torch.diag_embed(
-            torch.where(active, ridge, torch.ones_like(z)))
+        inside = active.to(gram.dtype)
+        system = gram[:, None] * (inside[..., :, None] * inside[..., None, :])
+        system.diagonal(dim1=-2, dim2=-1).add_(inside * ridge + (1 - inside))
         chol, info = torch.linalg.cholesky_ex(system)
-        z_raw = torch.cholesky_solve(torch.where(active, target, torch.zeros_like(z)).unsqueeze(-1),
-                                     chol).squeeze(-1)
+        z_raw = torch.cholesky_solve((target * inside).unsqueeze(-1), chol).squeeze(-1)
         z_new = z_raw.clamp(min=0)
         v_new = t - _at(S, z_new)
         residual = kkt_residual(S, t, v_new, z_new, kappa)
         better = (info == 0) & (residual < best)
-        v = torch.where(better[:, None], v_new, v)
-        z = torch.where(better[:, None], z_new, z)
+        v = torch.where(better[..., None], v_new, v)
+        z = torch.where(better[..., None], z_new, z)
         best = torch.where(better, residual, best)
         if not (best > tol).any():
             break
@@ -183,7 +177,7 @@ def _polish(S: torch.Tensor, gram: torch.Tensor, t: torch.Tensor, z: torch.Tenso
 
 def _interior_point(S: torch.Tensor, t: torch.Tensor, kappa: float, tol: float
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Primal-dual interior point (Mehrotra) for problems (B, m, d), (B, d); returns v, z.
+    """Primal-dual interior point (Mehrotra) for B problems: S (B, m, d), t (B, 1, d); returns v, z.
 
     Slack y with S v + y = -kappa. A problem stops moving once converged (or when
     its Newton matrix stops being numerically positive definite, which its residual
@@ -192,9 +186,9 @@ def _interior_point(S: torch.Tensor, t: torch.Tensor, kappa: float, tol: float
     B, m, d = S.shape
     v = t.clone()
     y = (-(_times(S, t) + kappa)).abs().clamp(min=1.0)
-    z = torch.ones(B, m, dtype=t.dtype, device=t.device)
+    z = torch.ones(B, 1, m, dtype=t.dtype, device=t.device)
     eye = torch.eye(d, dtype=t.dtype, device=t.device).expand(B, d, d)
-    scale = 1 + t.abs().amax(-1)
+    scale = 1 + t.abs().amax(-1)                                      # (B, 1)
     live = torch.arange(B, device=t.device)
     Sl, tl, scale_l, vl, yl, zl = S, t, scale, v, y, z
     for _ in range(_IPM_ITERS):
@@ -204,30 +198,31 @@ def _interior_point(S: torch.Tensor, t: torch.Tensor, kappa: float, tol: float
         moving = (torch.maximum(r1.abs().amax(-1), r2.abs().amax(-1)) > tol * scale_l) | (
             mu > tol * scale_l)
         w = zl / yl
-        normal = torch.baddbmm(eye[: len(live)], (Sl * w[..., None]).transpose(1, 2), Sl)
+        normal = torch.baddbmm(eye[: len(live)], (Sl * w.transpose(1, 2)).transpose(1, 2), Sl)
         chol, info = torch.linalg.cholesky_ex(normal)
-        moving &= info == 0
+        moving &= (info == 0)[:, None]
         if not moving.any():
             break
 
         def newton(r3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             """Direction for the complementarity target ``z dy + y dz = r3``."""
             rhs = -r1 - _at(Sl, w * r2 + r3 / yl)
-            dv = torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
+            dv = torch.cholesky_solve(rhs.transpose(1, 2), chol).transpose(1, 2)
             dz = w * (_times(Sl, dv) + r2) + r3 / yl
             dy = (r3 - yl * dz) / zl
             return dv, dy, dz
 
         dv, dy, dz = newton(-yl * zl)
-        step = _max_step(yl, dy, zl, dz, 1.0)
-        mu_aff = ((yl + step[:, None] * dy) * (zl + step[:, None] * dz)).mean(-1)
+        step = _max_step(yl, dy, zl, dz, 1.0)[..., None]
+        mu_aff = ((yl + step * dy) * (zl + step * dz)).mean(-1)
         sigma = (mu_aff / mu).clamp(max=1.0) ** 3
-        dv, dy, dz = newton(-yl * zl - dy * dz + (sigma * mu)[:, None])
-        step = (_max_step(yl, dy, zl, dz, _STEP_TO_BOUNDARY) * moving)[:, None]
+        dv, dy, dz = newton(-yl * zl - dy * dz + (sigma * mu)[..., None])
+        step = (_max_step(yl, dy, zl, dz, _STEP_TO_BOUNDARY) * moving)[..., None]
         vl, yl, zl = vl + step * dv, yl + step * dy, zl + step * dz
         if moving.sum() < 0.75 * len(live):
             v, y, z = v.index_put((live,), vl), y.index_put((live,), yl), z.index_put((live,), zl)
-            live = live[moving]
+            keep = moving[:, 0]
+            live = live[keep]
             Sl, tl, scale_l = S[live], t[live], scale[live]
             vl, yl, zl = v[live], y[live], z[live]
     return v.index_put((live,), vl), z.index_put((live,), zl)
@@ -242,10 +237,10 @@ def _max_step(y: torch.Tensor, dy: torch.Tensor, z: torch.Tensor, dz: torch.Tens
 
 
 def _times(S: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """S v per problem: (B, m, d), (B, d) -> (B, m)."""
-    return (S @ v.unsqueeze(-1)).squeeze(-1)
+    """s_i . v for every problem: S (G, m, d), v (G, n, d) -> (G, n, m)."""
+    return v @ S.transpose(1, 2)
 
 
 def _at(S: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """S^T z per problem: (B, m, d), (B, m) -> (B, d)."""
-    return (z.unsqueeze(1) @ S).squeeze(1)
+    """S^T z for every problem: S (G, m, d), z (G, n, m) -> (G, n, d)."""
+    return z @ S

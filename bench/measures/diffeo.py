@@ -23,9 +23,9 @@ Choices where SPEC is silent:
   an n x n image; a non-square input raises ``ValueError``. timm eval inputs are square.
 - ``fields[:, 0]`` is the horizontal displacement tau_x (along columns, u) and
   ``fields[:, 1]`` the vertical one tau_y (along rows, v).
-- The reference code (``pcsl-epfl/diffeomorphism``) samples at ``x + tau``; SPEC
-  writes ``x - tau``. The field's law is symmetric under tau -> -tau, so both give
-  the same distribution; this module follows SPEC.
+- The sign: SPEC and the current reference code (``pcsl-epfl/diffeomorphism``,
+  ``diff.py``) sample at ``x - tau``; early versions of that file used ``x + tau``.
+  The field's law is symmetric under tau -> -tau, so both give the same distribution.
 """
 
 from __future__ import annotations

@@ -136,8 +136,7 @@ def _solve_anchors(S: torch.Tensor, t: torch.Tensor, D: int, kappa: float) -> tu
     best = projections.argmax(-1)
     s0 = torch.gather(S, 1, best[..., None].expand(P, n_t, d))        # max-projection points
     feasible = (t * s0).sum(-1) + kappa < 0                           # t itself satisfies all constraints
-    chunk = max(1, _element_budget(S.device) // (M * max(M, d)))
-    solution = solve_projections(S, t, kappa, chunk=chunk)
+    solution = solve_projections(S, t, kappa, max_elements=_element_budget(S.device))
     moved = ~feasible & ((solution.v - t).norm(dim=-1) >= INTERIOR_EPS)
     anchor = (t - solution.v) / solution.z.sum(-1, keepdim=True).clamp(min=1e-300)
     anchors = torch.where(moved[..., None], anchor, s0)

@@ -97,9 +97,12 @@ class Protocol:
     def params(self, delta: float) -> dict[str, Any]:
         t = self.temperature(delta)
         return {"cutoff": self.cutoff, "delta": delta, "draws": self.draws,
-                "resolution": self.resolution, "t": t, "estimator": "mean",
-                "noise": "gaussian, norm-matched per image and draw, unclipped",
-                "remap": "bilinear, border-clamped"}
+                "resolution": self.resolution, "t": t}
+
+
+def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between rows, summed in float64."""
+    return (a - b).double().pow(2).sum(1)
 
 
 @dataclass
@@ -120,6 +123,32 @@ class OutputTerms:
     outputs: np.ndarray | None = None
     d_coord: np.ndarray | None = None
     g_coord: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, n_images: int, shape: tuple[int, int], width: int, keep: bool,
+              device: torch.device) -> "OutputTerms":
+        """Zeroed terms for ``n_images`` images, ``shape`` = (deltas, draws), ``width`` outputs."""
+        return cls(d=np.zeros((n_images, *shape)), g=np.zeros((n_images, *shape)),
+                   sum_f=torch.zeros(width, dtype=torch.float64, device=device),
+                   outputs=np.zeros((n_images, width)) if keep else None,
+                   d_coord=np.zeros((n_images, *shape, width), np.float32) if keep else None,
+                   g_coord=np.zeros((n_images, *shape, width), np.float32) if keep else None)
+
+    def add_clean(self, rows: slice, out: torch.Tensor) -> None:
+        """Record the clean outputs f(x_i) of the images ``rows``."""
+        self.sum_f += out.double().sum(0)
+        self.sum_sq += float(out.double().pow(2).sum())
+        if self.outputs is not None:
+            self.outputs[rows] = out.double().cpu().numpy()
+
+    def add_perturbed(self, rows: slice, k: int, r: int, out: torch.Tensor,
+                      deformed: torch.Tensor, noisy: torch.Tensor) -> None:
+        """Record f(tau x_i) and f(x_i + eta_i) of the images ``rows`` at delta k, draw r."""
+        self.d[rows, k, r] = _sq_dist(deformed, out).cpu().numpy()
+        self.g[rows, k, r] = _sq_dist(noisy, out).cpu().numpy()
+        if self.d_coord is not None:
+            self.d_coord[rows, k, r] = (deformed - out).pow(2).cpu().numpy()
+            self.g_coord[rows, k, r] = (noisy - out).pow(2).cpu().numpy()
 
     @property
     def n(self) -> int:
@@ -171,8 +200,13 @@ def _flat(outputs: list[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tens
     return [(name, t.reshape(t.shape[0], -1)) for name, t in outputs]
 
 
-def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).double().pow(2).sum(1)
+def _perturb(x: torch.Tensor, fields: torch.Tensor, directions: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tau x, x + eta) with ||eta|| = ||tau x - x|| per image: ``directions`` scaled to that norm."""
+    deformed = deform(x, fields)
+    size = _sq_dist(deformed.flatten(1), x.flatten(1)).sqrt()
+    scale = (size / directions.flatten(1).double().norm(dim=1)).to(x.dtype)
+    return deformed, x + directions * scale.view(-1, *([1] * (x.dim() - 1)))
 
 
 def stability_sample(outputs: Outputs, images: torch.Tensor, protocol: Protocol, seed: int, *,
@@ -186,15 +220,12 @@ def stability_sample(outputs: Outputs, images: torch.Tensor, protocol: Protocol,
     kept (see :class:`OutputTerms`). Images (N, C, n, n) may live on the CPU; batches
     are moved to ``device``. ``progress`` is a tqdm-like bar advanced per image.
     """
-    n_images = images.shape[0]
+    n_images, p = images.shape[0], protocol
     device = device or images.device
-    p = protocol
     generator = torch.Generator().manual_seed(int(_seeds(seed, 0, 1)[0]))
     coefficients = sample_coefficients(n_images * p.draws, p.cutoff, generator)
-    m = coefficients.shape[-1]
-    coefficients = coefficients.reshape(n_images, p.draws, 2, m, m)
+    coefficients = coefficients.reshape(n_images, p.draws, *coefficients.shape[1:])
     noise_seeds = _seeds(seed, 1, n_images * p.draws).reshape(n_images, p.draws)
-    shape = (len(p.deltas), p.draws)
 
     def work(size: int) -> StabilitySample:
         sample = StabilitySample(p)
@@ -204,44 +235,25 @@ def stability_sample(outputs: Outputs, images: torch.Tensor, protocol: Protocol,
             clean = _flat(outputs(x))
             if not sample.terms:
                 sample.names = [name for name, _ in clean]
-                for name, out in clean:
-                    width = out.shape[1]
-                    kept = name in keep
-                    sample.terms[name] = OutputTerms(
-                        d=np.zeros((n_images, *shape)), g=np.zeros((n_images, *shape)),
-                        sum_f=torch.zeros(width, dtype=torch.float64, device=device),
-                        outputs=np.zeros((n_images, width)) if kept else None,
-                        d_coord=np.zeros((n_images, *shape, width), np.float32) if kept else None,
-                        g_coord=np.zeros((n_images, *shape, width), np.float32) if kept else None)
+                sample.terms = {name: OutputTerms.empty(n_images, (len(p.deltas), p.draws),
+                                                        out.shape[1], name in keep, device)
+                                for name, out in clean}
             for name, out in clean:
-                terms = sample.terms[name]
-                terms.sum_f += out.double().sum(0)
-                terms.sum_sq += float(out.double().pow(2).sum())
-                if terms.outputs is not None:
-                    terms.outputs[rows] = out.double().cpu().numpy()
+                sample.terms[name].add_clean(rows, out)
 
             # draws are stacked along the batch: index r * b + i is image i, draw r
             x_rep = x.expand(p.draws, *x.shape).reshape(p.draws * b, *x.shape[1:])
             directions = _noise_directions(noise_seeds[rows], tuple(x.shape[1:]), device)
-            directions = directions.reshape(p.draws * b, -1)
-            coeffs = coefficients[rows].transpose(0, 1).reshape(p.draws * b, 2, m, m)
+            coeffs = coefficients[rows].transpose(0, 1).reshape(p.draws * b, *coefficients.shape[2:])
             for k, delta in enumerate(p.deltas):
                 fields = fields_from_coefficients(coeffs, p.resolution, p.temperature(delta),
                                                   device=device)
-                deformed = deform(x_rep, fields)
-                size_ = _sq_dist(deformed.flatten(1), x_rep.flatten(1)).sqrt()
-                scale = size_ / directions.double().norm(dim=1)
-                noisy = x_rep + (directions * scale[:, None].float()).view_as(x_rep)
+                deformed, noisy = _perturb(x_rep, fields, directions.view_as(x_rep))
                 for r in range(p.draws):
                     part = slice(r * b, (r + 1) * b)
                     for (name, out), (_, out_d), (_, out_q) in zip(
                             clean, _flat(outputs(deformed[part])), _flat(outputs(noisy[part]))):
-                        terms = sample.terms[name]
-                        terms.d[rows, k, r] = _sq_dist(out_d, out).cpu().numpy()
-                        terms.g[rows, k, r] = _sq_dist(out_q, out).cpu().numpy()
-                        if terms.d_coord is not None:
-                            terms.d_coord[rows, k, r] = (out_d - out).pow(2).cpu().numpy()
-                            terms.g_coord[rows, k, r] = (out_q - out).pow(2).cpu().numpy()
+                        sample.terms[name].add_perturbed(rows, k, r, out, out_d, out_q)
             if progress is not None:
                 progress.update(b)
         for terms in sample.terms.values():

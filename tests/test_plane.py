@@ -1,0 +1,98 @@
+"""The ``plane`` measure (SPEC section 5): data on a plane of G's eigenvectors, the headline."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.measures import plane_invariance
+from bench.measures.plane import (PRESETS, RADII, SPECS, _measurement, draw_plane_data,
+                                  embed_plane, plane_directions, train_and_test)
+
+
+def _orthonormal(d: int, seed: int = 0) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed),
+                                       dtype=torch.float64))
+    return q
+
+
+def test_directions_follow_spec():
+    v = _orthonormal(40)
+    u1, u2 = plane_directions(v, 0)
+    assert torch.allclose(u1, v[:, 5].float()) and torch.allclose(u2, v[:, 6].float())
+    _, u2 = plane_directions(v, 90)
+    assert torch.allclose(u2, v[:, 36].float(), atol=1e-7)  # int(0.9 * 40)
+    u1, u2 = plane_directions(v, 30)
+    assert abs(float(u1 @ u2)) < 1e-6 and float(u2 @ u2) == pytest.approx(1, abs=1e-6)
+    assert float(u2 @ v[:, 6].float()) == pytest.approx(math.cos(math.radians(30)), abs=1e-6)
+
+
+def test_points_lie_on_two_circles_with_noise_orthogonal_to_the_plane():
+    d, n = 50, 400
+    u1, u2 = plane_directions(_orthonormal(d), 60)
+    draw = draw_plane_data(n, d, torch.Generator().manual_seed(0), torch.device("cpu"))
+    x = embed_plane(draw, u1, u2)
+    basis = torch.stack([u1, u2])
+    in_plane = x @ basis.T
+    radius = in_plane.norm(dim=1)
+    assert torch.allclose(radius, torch.tensor(RADII)[draw.labels], atol=1e-5)
+    noise = x - in_plane @ basis
+    assert (noise @ basis.T).abs().max() < 1e-4
+    assert noise.pow(2).sum(1).mean().item() == pytest.approx(d - 2, rel=0.05)  # unit variance
+    assert int(draw.labels.sum()) == n // 2
+
+
+def test_rotating_the_plane_keeps_the_draw():
+    """Common random numbers: the same angles, labels and raw noise for every phi."""
+    d = 30
+    v = _orthonormal(d)
+    draw = draw_plane_data(100, d, torch.Generator().manual_seed(1), torch.device("cpu"))
+    x0, x90 = (embed_plane(draw, *plane_directions(v, phi)) for phi in (0, 90))
+    c0 = x0 @ torch.stack(plane_directions(v, 0)).T
+    c90 = x90 @ torch.stack(plane_directions(v, 90)).T
+    assert torch.allclose(c0, c90, atol=1e-5)
+
+
+def test_headline_by_hand():
+    p = PRESETS["full"]
+    acc = np.array([[0.9, 0.92, 0.88], [0.85, 0.86, 0.84], [0.8, 0.8, 0.8], [0.7, 0.72, 0.68]])
+    m = _measurement(acc, p, "full", 0, 32, "construct")
+    assert m.status == "ok" and m.value == pytest.approx(0.2 / 0.4)
+    assert m.ci_low <= m.value <= m.ci_high and m.stderr > 0
+    assert m.arrays["phi"] == [0.0, 30.0, 60.0, 90.0]
+    assert m.arrays["acc_mean"] == pytest.approx([0.9, 0.85, 0.8, 0.7])
+    assert m.arrays["acc_std"][2] == pytest.approx(0.0, abs=1e-12) and m.params["preset"] == "full"
+    above = _measurement(acc[::-1].copy(), p, "full", 0, 32, "construct")
+    assert above.value == 1.0 and above.ci_high == 1.0  # clipped
+
+
+def test_chance_at_phi_zero_is_undefined():
+    acc = np.full((4, 3), 0.5) + np.array([0.01, -0.01, 0.0])
+    m = _measurement(acc, PRESETS["full"], "full", 0, 32, "construct")
+    assert m.status == "undefined" and m.value is None and "chance" in m.reason
+    assert m.arrays["acc_mean"]  # the curve is kept with the reason
+
+
+def test_training_learns_a_task_the_model_can_solve():
+    """The training loop itself: a linear model on linearly separable points learns it."""
+    torch.manual_seed(0)
+    x = torch.randn(600, 3, 2, 2)
+    y = (x.flatten(1)[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    acc = train_and_test(model, x[:500], y[:500], x[500:], y[500:], 5, torch.Generator().manual_seed(0))
+    assert acc > 0.9
+
+
+def test_unknown_preset_is_a_user_error():
+    with pytest.raises(BenchError):
+        plane_invariance("gih_mlp", preset="medium")
+
+
+def test_spec_is_architecture_scope():
+    [spec] = SPECS
+    assert spec.scope == "architecture" and not spec.needs_images
+    assert spec.defaults["preset"] == "full"
