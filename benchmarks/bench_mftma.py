@@ -28,7 +28,7 @@ from bench.measures._center_corr import center_structure
 from bench.measures._qp import solve_projections
 from bench.measures.mftma import _anchor_problems
 
-PUBLISHED = dict(capacity=0.0396, radius=1.473, dimension=36.18, center_corr=0.014, K=1)
+PUBLISHED = {"capacity": 0.0396, "radius": 1.473, "dimension": 36.18, "center_corr": 0.014, "K": 1}
 REFERENCE_SECONDS = 180.0
 
 
@@ -91,8 +91,8 @@ def main() -> None:
     start = time.perf_counter()
     row = manifold_capacity(manifolds, kappa=0.0, n_t=200, seed=0, device=device)
     total = time.perf_counter() - start
-    got = dict(capacity=row.value, radius=row.extras["radius"], dimension=row.extras["dimension"],
-               center_corr=row.extras["center_corr"], K=row.extras["K"])
+    got = {"capacity": row.value, "radius": row.extras["radius"], "dimension": row.extras["dimension"],
+               "center_corr": row.extras["center_corr"], "K": row.extras["K"]}
     print(f"manifold_capacity end to end: {total:.1f} s  "
           f"({REFERENCE_SECONDS / total:.1f}x faster than the reference's ~{REFERENCE_SECONDS:.0f} s)")
     for key, published in PUBLISHED.items():

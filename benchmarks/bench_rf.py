@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import timm
 import torch

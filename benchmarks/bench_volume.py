@@ -2,10 +2,10 @@
 
 At every grid point the measure needs J U (two Jacobian-vector products of the
 penultimate features) and the logits. Timed in one run on the same points: the plain
-forward, the measure's per-point work (forward-mode JVPs over the doubled batch plus
-a forward for the logits), and the double-backward route that the measure falls back
-to when a layer has no forward-mode formula. The ideal ratio is about 3 (a JVP costs
-about one extra forward, and the logits one more).
+forward, the measure's per-point work (``vmap`` of ``jvp`` over the two directions,
+sharing one primal pass, plus a forward for the logits), the naive forward-mode route
+(``jvp`` of a batch holding every point once per direction), and the double-backward
+route that the measure falls back to when a layer has no forward-mode formula.
 
     python benchmarks/bench_volume.py --model cifar_resnet20 --resolution 32 --points 64
     python benchmarks/bench_volume.py --model resnet18 --resolution 128 --points 16
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import timm
 import torch
@@ -69,21 +69,28 @@ def main() -> None:
         with torch.no_grad():
             model(x)
 
-    def double_backward() -> None:
-        _jvp_double_backward(model.features, torch.cat([x, x]), directions.repeat_interleave(len(x), 0))
+    doubled, tangents = torch.cat([x, x]), directions.repeat_interleave(len(x), 0)
+
+    def jvp_doubled_batch() -> None:
+        torch.func.jvp(model.features, (doubled,), (tangents,))
         forward()
 
-    times = timed({"forward": forward, "measure (jvp)": lambda: _metric_and_logits(model, x, directions),
-                   "double backward": double_backward}, device, args.repeats)
+    def double_backward() -> None:
+        _jvp_double_backward(model.features, doubled, tangents)
+        forward()
+
+    times = timed({"forward": forward, "measure (vmap jvp)": lambda: _metric_and_logits(model, x, directions),
+                   "jvp doubled batch": jvp_doubled_batch, "double backward": double_backward},
+                  device, args.repeats)
     base = times["forward"] / args.points
     print(f"{args.model} at {args.resolution}px, {args.points} points per batch, device {device}, "
           f"{torch.get_num_threads()} threads")
     for name, seconds in times.items():
         per_point = seconds / args.points
-        print(f"  {name:16s} {1e3 * per_point:9.3f} ms/point   {per_point / base:6.2f} x forward")
+        print(f"  {name:19s} {1e3 * per_point:9.3f} ms/point   {per_point / base:6.2f} x forward")
     grid_points = 8 * 32 * 32
     print(f"  default protocol (8 planes x 32 x 32 = {grid_points} points): "
-          f"{grid_points * times['measure (jvp)'] / args.points:.1f} s")
+          f"{grid_points * times['measure (vmap jvp)'] / args.points:.1f} s")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def _reference_remap(image: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         for x in range(w):
             sx = min(max(x - tau[0, y, x].item(), 0.0), w - 1.0)
             sy = min(max(y - tau[1, y, x].item(), 0.0), h - 1.0)
-            x0, y0 = int(math.floor(sx)), int(math.floor(sy))
+            x0, y0 = math.floor(sx), math.floor(sy)
             x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
             ax, ay = sx - x0, sy - y0
             out[:, y, x] = ((1 - ay) * ((1 - ax) * image[:, y0, x0] + ax * image[:, y0, x1])

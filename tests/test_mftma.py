@@ -5,16 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import nnls
-
 from _cifar import cifar10_probe, resnet20
+from scipy.optimize import nnls
 
 from bench.errors import BenchError
 from bench.measures import ScoreContext, manifold_capacity
 from bench.measures._center_corr import center_structure
 from bench.measures._projection import RandomProjection
 from bench.measures._qp import _interior_point, kkt_residual, solve_projections
-from bench.measures.mftma import SPECS, _anchor_problems, _solve_anchors, manifold_capacity_profile
+from bench.measures.mftma import (
+    SPECS,
+    _anchor_problems,
+    _solve_anchors,
+    manifold_capacity_profile,
+)
 
 
 def reference_projection(S: np.ndarray, t: np.ndarray, kappa: float) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +228,9 @@ def test_projection_is_seeded_and_preserves_inner_products_on_average():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    import bench.models  # noqa: F401  registers cifar_resnet20 with timm
     import timm
 
+    import bench.models  # noqa: F401  registers cifar_resnet20 with timm
     from bench.models.scored import ScoredModel, prepare_for_measurement
 
     torch.manual_seed(0)

@@ -7,15 +7,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from _cifar import cifar10_probe, resnet20
 from scipy.stats import spearmanr
 from torch import nn
 
-from _cifar import cifar10_probe, resnet20
-
 from bench.errors import BenchError
 from bench.measures import ScoreContext, volume_element
-from bench.measures.volume import (SPECS, _jvp, _jvp_double_backward, _plane_basis, boundary_mask,
-                                   plane_maps, spearman)
+from bench.measures.volume import (
+    SPECS,
+    _jvp_double_backward,
+    _plane_basis,
+    _push_forward,
+    boundary_mask,
+    plane_maps,
+    spearman,
+)
 
 
 class OneLayer(nn.Module):
@@ -116,10 +122,27 @@ def test_boundary_points_have_a_four_neighbour_of_another_class():
 def test_double_backward_fallback_equals_forward_mode_on_a_convnet():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten()).eval()
-    x, u = torch.rand(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
-    out_f, forward_mode = _jvp(net, x, u)
-    out_b, reverse_twice = _jvp_double_backward(net, x, u)
-    assert torch.allclose(out_f, out_b) and torch.allclose(forward_mode, reverse_twice, atol=1e-5)
+    x, u = torch.rand(4, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    forward_mode = _push_forward(net, x, u)
+    for k in range(2):
+        out, reverse_twice = _jvp_double_backward(net, x, u[k].expand_as(x))
+        assert torch.allclose(out, net(x))
+        assert torch.allclose(forward_mode[k], reverse_twice, atol=1e-5)
+
+
+def test_push_forward_falls_back_where_forward_mode_is_missing():
+    class NoForwardMode(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return 2 * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            return 2 * grad
+
+    x, u = torch.rand(3, 5), torch.randn(2, 5)
+    pushed = _push_forward(NoForwardMode.apply, x, u)
+    assert torch.allclose(pushed, 2 * u[:, None].expand(2, 3, 5))
 
 
 # -- the measure ----------------------------------------------------------------------------------------
@@ -129,7 +152,7 @@ def test_volume_element_rows_maps_and_seed():
     probe = images(9, seed=5)
     m = volume_element(model, probe, planes=3, grid=6, seed=1)
     assert m.status == "ok" and -1 <= m.value <= 1 and m.ci_low <= m.value <= m.ci_high
-    assert m.n == 3 and m.draws == 36 and m.params == dict(planes=3, grid=6, margin=0.15)
+    assert m.n == 3 and m.draws == 36 and m.params == {"planes": 3, "grid": 6, "margin": 0.15}
     assert {f"plane{k}_{a}" for k in (0, 1) for a in ("logvol", "entropy", "pred", "x", "y", "triplet")} \
         == set(m.arrays)
     assert len(m.arrays["plane1_pred"]) == 36 and len(m.arrays["plane0_triplet"]) == 6

@@ -108,7 +108,7 @@ def solve_projections(S: torch.Tensor, t: torch.Tensor, kappa: float = 0.0, *,
         v[p, k] = torch.where(better[:, None], vh[:, 0], v[p, k])
         z[p, k] = torch.where(better[:, None], zh[:, 0], z[p, k])
         residual[p, k] = torch.minimum(rh[:, 0], residual[p, k])
-    stages = dict(problems=P * n, after_polish=after_polish, after_interior=int((residual > tol).sum()))
+    stages = {"problems": P * n, "after_polish": after_polish, "after_interior": int((residual > tol).sum())}
     return QPSolution(v=v, z=z, residual=residual, stages=stages)
 
 
@@ -204,19 +204,12 @@ def _interior_point(S: torch.Tensor, t: torch.Tensor, kappa: float, tol: float
         if not moving.any():
             break
 
-        def newton(r3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            """Direction for the complementarity target ``z dy + y dz = r3``."""
-            rhs = -r1 - _at(Sl, w * r2 + r3 / yl)
-            dv = torch.cholesky_solve(rhs.transpose(1, 2), chol).transpose(1, 2)
-            dz = w * (_times(Sl, dv) + r2) + r3 / yl
-            dy = (r3 - yl * dz) / zl
-            return dv, dy, dz
-
-        dv, dy, dz = newton(-yl * zl)
+        state = (Sl, chol, w, r1, r2, yl, zl)
+        dv, dy, dz = _newton(state, -yl * zl)
         step = _max_step(yl, dy, zl, dz, 1.0)[..., None]
         mu_aff = ((yl + step * dy) * (zl + step * dz)).mean(-1)
         sigma = (mu_aff / mu).clamp(max=1.0) ** 3
-        dv, dy, dz = newton(-yl * zl - dy * dz + (sigma * mu)[..., None])
+        dv, dy, dz = _newton(state, -yl * zl - dy * dz + (sigma * mu)[..., None])
         step = (_max_step(yl, dy, zl, dz, _STEP_TO_BOUNDARY) * moving)[..., None]
         vl, yl, zl = vl + step * dv, yl + step * dy, zl + step * dz
         if moving.sum() < 0.75 * len(live):
@@ -226,6 +219,21 @@ def _interior_point(S: torch.Tensor, t: torch.Tensor, kappa: float, tol: float
             Sl, tl, scale_l = S[live], t[live], scale[live]
             vl, yl, zl = v[live], y[live], z[live]
     return v.index_put((live,), vl), z.index_put((live,), zl)
+
+
+def _newton(state: tuple[torch.Tensor, ...], r3: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Newton direction (dv, dy, dz) for the complementarity target ``z dy + y dz = r3``.
+
+    ``state`` = (S, Cholesky factor of I + S^T W S, W = z / y, stationarity and
+    primal residuals, y, z) of the current iterate.
+    """
+    S, chol, w, r1, r2, y, z = state
+    rhs = -r1 - _at(S, w * r2 + r3 / y)
+    dv = torch.cholesky_solve(rhs.transpose(1, 2), chol).transpose(1, 2)
+    dz = w * (_times(S, dv) + r2) + r3 / y
+    dy = (r3 - y * dz) / z
+    return dv, dy, dz
 
 
 def _max_step(y: torch.Tensor, dy: torch.Tensor, z: torch.Tensor, dz: torch.Tensor,

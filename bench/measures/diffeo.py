@@ -83,7 +83,7 @@ def exceeds_t_max(delta: float, n: int, cutoff: float) -> bool:
 
 def _n_modes(cutoff: float) -> int:
     # i, j range over 1..m with m the largest i that sqrt(i^2 + 1) < c + 0.5 can allow.
-    return int(math.floor(cutoff + 0.5))
+    return math.floor(cutoff + 0.5)
 
 
 def mode_variances(cutoff: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:

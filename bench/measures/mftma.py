@@ -41,7 +41,7 @@ representation a linear readout sees); its arrays hold the whole profile over de
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ def manifold_capacity(manifolds: Sequence[torch.Tensor], kappa: float = 0.0, n_t
     Runs in float64 on ``device`` (default: that of the first manifold). The same
     seed on the same device gives the same values.
     """
-    params = dict(kappa=kappa, n_t=n_t)
+    params = {"kappa": kappa, "n_t": n_t}
     if len(manifolds) < 2:
         raise BenchError(f"manifold capacity needs at least 2 manifolds, got {len(manifolds)}",
                          "use a probe set with more classes or images")
@@ -103,9 +103,9 @@ def manifold_capacity(manifolds: Sequence[torch.Tensor], kappa: float = 0.0, n_t
         stats, residual = _solve_anchors(*anchors, kappa)
         per_manifold[group] = stats
         worst = max(worst, residual)
-    extras = dict(center_corr=structure.center_corr, K=structure.K, n_manifolds=len(points),
-                  points_per_manifold=int(np.median([p.shape[0] for p in points])),
-                  n_features=points[0].shape[1], kkt_residual=worst)
+    extras = {"center_corr": structure.center_corr, "K": structure.K, "n_manifolds": len(points),
+                  "points_per_manifold": int(np.median([p.shape[0] for p in points])),
+                  "n_features": points[0].shape[1], "kkt_residual": worst}
     if worst > KKT_TOL or not np.isfinite(per_manifold).all() or (per_manifold[:, 0] <= 0).any():
         return Measurement.undefined(NAME, VERSION, f"solver did not converge (KKT residual {worst:.1e})",
                                      params=params, extras=extras)
@@ -131,7 +131,7 @@ def _anchor_problems(manifolds: torch.Tensor, n_t: int, generator: torch.Generat
 def _solve_anchors(S: torch.Tensor, t: torch.Tensor, D: int, kappa: float) -> tuple[np.ndarray, float]:
     """Per-manifold (capacity, radius, dimension) and the worst KKT residual."""
     P, n_t, d = t.shape
-    M = S.shape[1]
+    S.shape[1]
     projections = t[..., :D] @ S[..., :D].transpose(1, 2)           # (P, n_t, M)
     best = projections.argmax(-1)
     s0 = torch.gather(S, 1, best[..., None].expand(P, n_t, d))        # max-projection points
@@ -190,8 +190,8 @@ def manifold_capacity_profile(model, images: torch.Tensor, labels: torch.Tensor 
     features = _layer_features(model, inputs, max_features, seed, device,
                                batch_size or default_batch_size(device))
     depths = relative_depths(len(features))
-    params = dict(n_classes=n_classes, per_class=per_class, n_t=n_t, kappa=kappa,
-                  max_features=max_features)
+    params = {"n_classes": n_classes, "per_class": per_class, "n_t": n_t, "kappa": kappa,
+                  "max_features": max_features}
     bar = progress(len(features), "mftma layers") if progress else None
     rows = []
     for (name, (feats, n_features)), depth in zip(features.items(), depths):
@@ -199,7 +199,7 @@ def manifold_capacity_profile(model, images: torch.Tensor, labels: torch.Tensor 
         row = manifold_capacity(manifolds, kappa=kappa, n_t=n_t, seed=seed, device=device)
         row.params = params
         row.layer, row.depth = name, depth
-        row.extras |= dict(manifolds=kind, layer_features=n_features)
+        row.extras |= {"manifolds": kind, "layer_features": n_features}
         rows.append(row)
         if bar:
             bar.update(1)
