@@ -113,9 +113,13 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10, help="classes of the model for exact gc")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: torch's); 1 is least disturbed by other load")
     parser.add_argument("--skip-naive", action="store_true", help="skip the slow naive versions")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     model = scored(args.model, None, device)
     small = scored(args.model, args.classes, device)

@@ -208,8 +208,9 @@ def _perturb(x: torch.Tensor, fields: torch.Tensor, directions: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tau x, x + eta) with ||eta|| = ||tau x - x|| per image: ``directions`` scaled to that norm."""
     deformed = deform(x, fields)
-    size = _sq_dist(deformed.flatten(1), x.flatten(1)).sqrt()
-    scale = (size / directions.flatten(1).double().norm(dim=1)).to(x.dtype)
+    size = torch.linalg.vector_norm((deformed - x).flatten(1), dim=1, dtype=torch.float64)
+    norm = torch.linalg.vector_norm(directions.flatten(1), dim=1, dtype=torch.float64)
+    scale = (size / norm).to(x.dtype)
     return deformed, x + directions * scale.view(-1, *([1] * (x.dim() - 1)))
 
 
