@@ -31,16 +31,22 @@ in (SPEC section 1). Choices where SPEC leaves room, recorded here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from bench.errors import BenchError
 from bench.harness.batching import batches, default_batch_size, run_with_backoff
-from bench.measures._jacobian import (flat_outputs, function_device, per_sample_vjp,
-                                      rademacher, require_eval_mode)
+from bench.measures._jacobian import (
+    flat_outputs,
+    function_device,
+    per_sample_vjp,
+    rademacher,
+    require_eval_mode,
+)
 from bench.measures._stats import mean_estimate
 from bench.measures._types import Measurement, MeasureSpec, ScoreContext
 
