@@ -13,25 +13,14 @@ cheap as possible; "construct" vs "reinit" says which draw the measure uses and 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from typing import Callable
 
 import torch
 
 import bench.models  # noqa: F401  registers cifar_resnet*, gih_mlp
 from bench.measures.ag import average_geometry_matrix, mean_logit_gradients
 from bench.models.architecture import initializer, reinitialize, resolve_architecture
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+from _timing import timed  # benchmarks/_timing.py, beside this script
 
 
 def main() -> None:
@@ -53,10 +42,10 @@ def main() -> None:
         check = time.perf_counter() - start  # one-off, part of the measure below: subtracted
         model = draws.draw(torch.Generator().manual_seed(0))
         x = 1e-3 * torch.randn(args.inputs, 3, 32, 32, device=device)
-        fwd_bwd = timed(lambda: mean_logit_gradients(model, x), args.repeats)
-        construct = timed(arch.factory, args.repeats)
         gen = torch.Generator().manual_seed(1)
-        reinit = timed(lambda: reinitialize(model, gen), args.repeats)
+        times = timed({"fwd_bwd": lambda: mean_logit_gradients(model, x), "construct": arch.factory,
+                       "reinit": lambda: reinitialize(model, gen)}, device, args.repeats)
+        fwd_bwd, construct, reinit = (times[k].median for k in ("fwd_bwd", "construct", "reinit"))
         start = time.perf_counter()
         average_geometry_matrix(arch.factory, 32, args.inits, args.inputs, seed=0, device=device)
         per_init = (time.perf_counter() - start - check) / args.inits

@@ -13,8 +13,6 @@ is (F + k B) / (F + B), with F and B the forward and backward times measured her
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import timm
@@ -24,6 +22,7 @@ from bench.harness.device import resolve_device
 from bench.measures._jacobian import per_sample_vjp, rademacher
 from bench.measures.gc import jacobian_sample
 from bench.models.scored import ScoredModel, prepare_for_measurement
+from _timing import timed  # benchmarks/_timing.py, beside this script
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -32,31 +31,6 @@ def scored(name: str, num_classes: int | None, device: torch.device) -> ScoredMo
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     net = timm.create_model(name, pretrained=False, **kwargs)
     return prepare_for_measurement(ScoredModel(net, IMAGENET_MEAN, IMAGENET_STD)).to(device)
-
-
-def timed(works: dict[str, Callable[[], object]], device: torch.device,
-          repeats: int) -> dict[str, tuple[float, float]]:
-    """(median, min) wall time of each work over ``repeats`` rounds, after one warm-up each.
-
-    The rounds interleave the works, so that load from other processes (the machine
-    may be shared) falls on all of them alike rather than on whichever ran during it.
-    """
-    def once(work: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    for work in works.values():
-        once(work)
-    times: dict[str, list[float]] = {name: [] for name in works}
-    for _ in range(repeats):
-        for name, work in works.items():
-            times[name].append(once(work))
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 # -- the plain costs --------------------------------------------------------------------------
@@ -150,7 +124,7 @@ def main() -> None:
         plan[f"naive exact, {c} classes: autograd jacobian per image"] = (
             lambda: naive_exact(small, x), small, c)
     times = timed({name: work for name, (work, *_) in plan.items()}, device, args.repeats)
-    per_image = {name: (median / n, low / n) for name, (median, low) in times.items()}
+    per_image = {name: (t.median / n, t.best / n) for name, t in times.items()}
 
     # forward F and backward B per image of each model, from the median times
     passes = {}

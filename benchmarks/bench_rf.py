@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
-from collections.abc import Callable
 
 import timm
 import torch
@@ -29,29 +27,7 @@ from bench.harness.batching import batches, default_batch_size
 from bench.measures.diffeo import deform, fields_from_coefficients, sample_coefficients, temperature
 from bench.measures.rf import relative_stability
 from bench.models.scored import ScoredModel, prepare_for_measurement
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Best wall time of each function over ``repeats`` rounds, after one warm-up round.
-
-    The functions take turns within each round, so that on a shared machine they see
-    the same load and their ratios stay meaningful.
-    """
-    best = {name: float("inf") for name in fns}
-    for round_ in range(repeats + 1):
-        for name, fn in fns.items():
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            if round_ > 0:
-                best[name] = min(best[name], time.perf_counter() - start)
-    return best
+from _timing import timed  # benchmarks/_timing.py, beside this script
 
 
 def plain_forward(f: ScoredModel, images: torch.Tensor, batch_size: int, device: torch.device) -> None:
@@ -134,7 +110,7 @@ def main() -> None:
     }
     if not args.skip_naive:
         fns["naive"] = lambda: naive_relative_stability(f, images, args.draws, device)
-    times = timed(fns, device, args.repeats)
+    times = {name: t.best for name, t in timed(fns, device, args.repeats).items()}
     t_forward, t_rf, t_sampler = times["forward"], times["rf"], times["sampler"]
     limit = 1 + 2 * args.draws
     print(f"model {args.model} at {args.resolution} px, {args.images} images, draws {args.draws}, "

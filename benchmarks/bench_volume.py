@@ -14,9 +14,6 @@ route that the measure falls back to when a layer has no forward-mode formula.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import timm
 import torch
@@ -24,28 +21,9 @@ import torch
 import bench.models  # noqa: F401  (registers the CIFAR ResNets with timm)
 from bench.measures.volume import _jvp_double_backward, _metric_and_logits
 from bench.models.scored import ScoredModel, prepare_for_measurement
+from _timing import timed  # benchmarks/_timing.py, beside this script
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def timed(works: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Median wall time of each work, rounds interleaved so that outside load hits all alike."""
-    def once(work: Callable[[], object]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    for work in works.values():
-        once(work)
-    samples: dict[str, list[float]] = {name: [] for name in works}
-    for _ in range(repeats):
-        for name, work in works.items():
-            samples[name].append(once(work))
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -82,6 +60,7 @@ def main() -> None:
     times = timed({"forward": forward, "measure (vmap jvp)": lambda: _metric_and_logits(model, x, directions),
                    "jvp doubled batch": jvp_doubled_batch, "double backward": double_backward},
                   device, args.repeats)
+    times = {name: t.median for name, t in times.items()}
     base = times["forward"] / args.points
     print(f"{args.model} at {args.resolution}px, {args.points} points per batch, device {device}, "
           f"{torch.get_num_threads()} threads")

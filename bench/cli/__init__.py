@@ -16,42 +16,21 @@ import click
 from bench import __version__
 from bench.errors import BenchError
 
-# subcommand name -> module in bench.cli
-_SUBCOMMANDS = {
-    "score": "score",
-    "show": "show",
-    "query": "query",
-    "registry": "registry",
-    "export": "export",
-    "push": "push",
-    "leaderboard": "leaderboard",
-    "submit": "submit",
-    "ingest": "ingest",
-    "validate": "validate",
-}
+# each subcommand NAME is defined by the module bench/cli/NAME.py
+_SUBCOMMANDS = ("score", "show", "query", "registry", "export", "push", "leaderboard", "submit",
+                "ingest", "validate")
 
 
 class _LazyGroup(click.Group):
     """Imports a subcommand's module only when it is used, so `bench --help` stays fast."""
 
     def list_commands(self, ctx):
-        return sorted(name for name in _SUBCOMMANDS if self._load(name) is not None)
+        return sorted(_SUBCOMMANDS)
 
     def get_command(self, ctx, name):
-        return self._load(name)
-
-    @staticmethod
-    def _load(name):
-        module_name = _SUBCOMMANDS.get(name)
-        if module_name is None:
+        if name not in _SUBCOMMANDS:
             return None
-        try:
-            module = importlib.import_module(f"bench.cli.{module_name}")
-        except ModuleNotFoundError as exc:  # a subcommand still being written
-            if exc.name != f"bench.cli.{module_name}":
-                raise
-            return None
-        return module.command
+        return importlib.import_module(f"bench.cli.{name}").command
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

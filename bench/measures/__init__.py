@@ -48,12 +48,7 @@ def measure_specs() -> dict[str, MeasureSpec]:
     """Every measure ``bench score`` knows, by name (``gc``, ``gc_embedding``, ``rf``, ...)."""
     specs: dict[str, MeasureSpec] = {}
     for mod in _SPEC_MODULES:
-        try:
-            module = importlib.import_module(f"bench.measures.{mod}")
-        except ModuleNotFoundError as exc:  # a measure still being written
-            if exc.name != f"bench.measures.{mod}":
-                raise
-            continue
+        module = importlib.import_module(f"bench.measures.{mod}")
         for spec in module.SPECS:
             specs[spec.name] = spec
     return specs
