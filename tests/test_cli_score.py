@@ -190,3 +190,16 @@ def test_real_efficientnet_lite0_scores_from_a_file(assets, db_path, capsys):
     assert weights_kind == "file" and ref == weights.name and model_id == "tf_efficientnet_lite0.in1k"
     assert whash.startswith("3843") and whash.endswith("0191")  # the sha256 the assets README gives
     assert value > 0
+
+
+def test_offline_pretrained_fails_before_importing_torch(db_path):
+    """Without the Hub the error comes at once: torch and timm are never imported."""
+    script = ("import sys\nfrom bench.cli import main\ntry:\n    main()\n"
+              "finally:\n    print('torch imported:', 'torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", script, "score", "--model", "resnet18", "--db",
+                           str(db_path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2
+    assert "--weights random" in proc.stderr and "--weights PATH" in proc.stderr
+    assert "torch imported: False" in proc.stderr
+    assert not db_path.exists()

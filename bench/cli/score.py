@@ -12,9 +12,6 @@ import yaml
 from bench.cli._common import db_option
 from bench.cli._output import echo_rows, format_option
 from bench.errors import BenchError
-from bench.harness.device import resolve_device
-from bench.harness.runner import Runner, ScoreOptions, select_specs, summary_rows
-from bench.store.db import Store
 
 
 def _parse_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -77,7 +74,19 @@ def command(models, measures, weights, probes, images, device, seed, batch_size,
       bench score --model resnet18 --weights random --measure gc --measure rf --images 32
       bench score --model tf_efficientnet_lite0.in1k --weights ./lite0.safetensors
     """
+    # Light checks first: a request that cannot succeed fails before torch is imported.
+    from bench.hub import require_cached_when_offline
+    from bench.registry import load_registry
+
+    registry = load_registry()
+    if weights == "pretrained":
+        wanted = [e for e in registry.values() if e.id in models or e.timm_name in models]
+        require_cached_when_offline(sorted({e.id for e in wanted}), [e.hub_id for e in wanted])
+
+    from bench.harness.device import resolve_device
+    from bench.harness.runner import Runner, ScoreOptions, select_specs, summary_rows
     from bench.registry import resolve
+    from bench.store.db import Store
 
     if weights not in ("pretrained", "random") and len(models) > 1:
         raise BenchError("--weights PATH names one checkpoint but several models were given",
@@ -94,7 +103,7 @@ def command(models, measures, weights, probes, images, device, seed, batch_size,
         for key, value in flags.items():
             if value and key in spec.defaults:
                 params.setdefault(spec.name, {}).setdefault(key, value)
-    entries = [resolve(name) for name in dict.fromkeys(models)]
+    entries = [resolve(name, registry) for name in dict.fromkeys(models)]
     options = ScoreOptions(
         weights=weights, probes=probes, images=images, device=resolve_device(device), seed=seed,
         force=force, batch_size=_batch_size(batch_size), allow_tf32=allow_tf32, params=params,

@@ -23,7 +23,6 @@ named by it), or ``random-seed{seed}``.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,15 +34,13 @@ from torch import nn
 
 import bench.models  # noqa: F401  (registers the project's own architectures)
 from bench.errors import WeightsError
+from bench.hub import HUB_FILENAMES, OFFLINE_HINT, hub_offline
 from bench.models.scored import ScoredModel, prepare_for_measurement
 from bench.registry.schema import RegistryEntry
 
 WeightsKind = Literal["pretrained", "random", "file"]
 
-OFFLINE_HINT = ("use --weights random for timm's seeded initialization, or --weights PATH "
-                "for a local .safetensors or torch checkpoint")
 HUB_TIMEOUT_S = 2.0
-HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -181,7 +178,7 @@ def hub_weights_file(entry: RegistryEntry) -> Path:
 
     names = _hub_filenames(entry)
     revision = None
-    if not _hub_offline():
+    if not hub_offline():
         try:
             info = HfApi().model_info(entry.hub_id, timeout=HUB_TIMEOUT_S)
         except RepositoryNotFoundError as exc:
@@ -215,13 +212,6 @@ def _hub_filenames(entry: RegistryEntry) -> list[str]:
     cfg = timm_pretrained_cfg(entry.id)
     own = cfg.hf_hub_filename if cfg is not None and cfg.hf_hub_id == entry.hub_id else None
     return [own] if own else list(HUB_FILENAMES)
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return flag in {"1", "true", "yes", "on"} or constants.HF_HUB_OFFLINE
 
 
 def _first_line(exc: BaseException) -> str:
