@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import bench.models  # noqa: F401  registers cifar_resnet*, gih_mlp
-from bench.measures.plane import BATCH, LR, MOMENTUM, draw_plane_data, embed_plane, train_and_test
+from bench.measures.plane import (
+    BATCH,
+    LR,
+    MOMENTUM,
+    NOISE_STD,
+    draw_plane_data,
+    embed_plane,
+    train_and_test,
+)
 from bench.models.architecture import build_architecture
 
 
@@ -46,7 +54,7 @@ def main() -> None:
     basis = torch.linalg.qr(torch.randn(d, 2))[0].T.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     train, test = draw_plane_data(args.n_train, d, gen, device), draw_plane_data(256, d, gen, device)
-    x, xt = (embed_plane(t, basis[0], basis[1]).reshape(-1, 3, 32, 32) for t in (train, test))
+    x, xt = (embed_plane(t, basis[0], basis[1], NOISE_STD).reshape(-1, 3, 32, 32) for t in (train, test))
     print(f"device={device} threads={torch.get_num_threads()} n_train={args.n_train} epochs={args.epochs}")
     for name in args.arch or ["gih_mlp", "cifar_resnet20"]:
         times = {}

@@ -10,8 +10,17 @@ import torch
 
 from bench.errors import BenchError
 from bench.measures import plane_invariance
-from bench.measures.plane import (PRESETS, RADII, SPECS, _measurement, draw_plane_data,
-                                  embed_plane, plane_directions, train_and_test)
+from bench.measures.plane import (
+    NOISE_STD,
+    PRESETS,
+    RADII,
+    SPECS,
+    _measurement,
+    draw_plane_data,
+    embed_plane,
+    plane_directions,
+    train_and_test,
+)
 
 
 def _orthonormal(d: int, seed: int = 0) -> torch.Tensor:
@@ -44,6 +53,17 @@ def test_points_lie_on_two_circles_with_noise_orthogonal_to_the_plane():
     assert (noise @ basis.T).abs().max() < 1e-4
     assert noise.pow(2).sum(1).mean().item() == pytest.approx(d - 2, rel=0.05)  # unit variance
     assert int(draw.labels.sum()) == n // 2
+    scaled = embed_plane(draw, u1, u2, noise_std=0.1)
+    assert torch.allclose(scaled @ basis.T, in_plane, atol=1e-5)  # the circles do not scale
+    assert torch.allclose(scaled - in_plane @ basis, 0.1 * noise, atol=1e-5)
+
+
+def test_presets_share_the_noise_scale_and_rows_record_it():
+    assert {p.noise_std for p in PRESETS.values()} == {NOISE_STD}
+    acc = np.full((2, 2), 0.9)
+    m = _measurement(acc, PRESETS["quick"], "quick", 0, 32, "construct")
+    assert m.params["noise_std"] == NOISE_STD and m.params["preset"] == "quick"
+    assert m.params["radii"] == list(RADII)
 
 
 def test_rotating_the_plane_keeps_the_draw():
@@ -90,9 +110,53 @@ def test_training_learns_a_task_the_model_can_solve():
 def test_unknown_preset_is_a_user_error():
     with pytest.raises(BenchError):
         plane_invariance("gih_mlp", preset="medium")
+    with pytest.raises(BenchError):
+        plane_invariance("gih_mlp", preset="quick", noise_std=-1.0)
 
 
 def test_spec_is_architecture_scope():
     [spec] = SPECS
     assert spec.scope == "architecture" and not spec.needs_images
-    assert spec.defaults["preset"] == "full"
+    assert spec.defaults["preset"] == "full" and "noise_std" in spec.defaults
+
+
+# -- the GIH checks, on the quick preset (CPU, minutes) --------------------------------
+
+def _quick_curve(arch: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Accuracies at phi = 0 and 90 per seed (paired: common random numbers), and n_test."""
+    m = plane_invariance(arch, preset="quick", seed=0)
+    assert m.params["preset"] == "quick"
+    phis = m.arrays["phi"]
+    runs = np.array(m.arrays["acc_runs"]).reshape(len(phis), -1)
+    print(f"{arch}: phi {phis} acc_mean {np.round(m.arrays['acc_mean'], 3).tolist()} "
+          f"acc_std {np.round(m.arrays['acc_std'], 3).tolist()} value {m.value}")
+    return runs[phis.index(0.0)], runs[phis.index(90.0)], m.n
+
+
+def _difference_noise(acc0: np.ndarray, acc90: np.ndarray, n_test: int) -> float:
+    """Standard error of mean(acc0) - mean(acc90) over seeds: the paired seed spread,
+    floored by the binomial error of the test sets (which two seeds can underestimate)."""
+    k = len(acc0)
+    seed_se = np.std(acc0 - acc90, ddof=1) / math.sqrt(k)
+    p = (acc0.mean() + acc90.mean()) / 2
+    return max(seed_se, math.sqrt(2 * p * (1 - p) / (n_test * k)), 1 / n_test)
+
+
+@pytest.mark.slow
+def test_reference_mlp_curve_is_flat_within_seed_noise():
+    """GIH: the MLP's law is rotation invariant, so it solves the plane at any orientation."""
+    acc0, acc90 = _quick_curve("gih_mlp")[:2]
+    n_test = PRESETS["quick"].n_test
+    assert acc0.mean() > 0.8 and acc90.mean() > 0.8  # it learned, at both orientations
+    # The seed spread of each orientation, pooled: what "flat within seed noise" is judged by.
+    pooled = np.sqrt((np.var(acc0, ddof=1) + np.var(acc90, ddof=1)) / 2)
+    se = max(pooled * math.sqrt(2 / len(acc0)), _difference_noise(acc0, acc90, n_test))
+    assert abs(acc0.mean() - acc90.mean()) <= 3 * se
+
+
+@pytest.mark.slow
+def test_resnet20_curve_falls_with_phi():
+    """GIH: a ResNet learns the plane best in the directions its average geometry favours."""
+    acc0, acc90, n_test = _quick_curve("cifar_resnet20")
+    assert acc0.mean() > 0.8  # the aligned plane is learned
+    assert acc0.mean() - acc90.mean() > 3 * _difference_noise(acc0, acc90, n_test)

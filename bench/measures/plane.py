@@ -1,12 +1,26 @@
 """Invariance under plane rotation: the ``plane`` measure (SPEC section 5, GIH's opening experiment).
 
 A two-class problem on a plane of input space: class 0 on a circle of radius 0.25,
-class 1 on a circle of radius 1.5, plus unit Gaussian noise in every other direction.
+class 1 on a circle of radius 1.5, plus Gaussian noise of std ``noise_std`` in every
+other direction (SPEC: 1; **default here 0.1**, see the deviation below).
 The plane is spanned by u1 = v_5 and u2(phi) = cos(phi) v_6 + sin(phi) w, with v_i the
 eigenvectors of the architecture's average geometry G (section 4, descending) and w
 the eigenvector at the 90th-percentile index (``int(0.9 d)``, 0-based), a direction
 the geometry does not favour. The architecture is trained from scratch on each
 orientation; plane_invariance = clip((acc(90) - 1/2) / (acc(0) - 1/2), 0, 1).
+
+**Deviation from SPEC section 5: noise std 0.1 instead of 1** (parameter
+``noise_std``; ``noise_std=1`` gives SPEC's data). With std 1 in 3070 directions
+(noise norm ~55 against radii 0.25 / 1.5) neither control learns the task at
+3 x 32 x 32 (test accuracy at phi = 0, seed 1, CPU, ``docs/gih.md``): gih_mlp with the
+full sizes memorizes the 10k points and tests at 0.49 (std 0.5: 0.63, std 1 with
+radius 3.0: 0.60; std 0.3: 0.998, std 0.25: 0.999, std 0.1: 1.000); cifar_resnet20 at
+2000 x 4 epochs tests at 0.52 with std 0.25 and 0.71 with 0.1. The reference's circle
+experiment (``sbh_exp.py``) is at 1 x 32 x 32 with a helping linear feature, which
+SPEC drops. Shrinking the noise is the one change that keeps SPEC's plane, radii,
+sizes and training: a data scale, not a new task. The quick preset needs 0.1 (the
+MLP does not learn with std 0.25 at its sizes: 0.77 at 4000 x 20), and one value
+for both presets keeps quick a scaled-down full. Rows store ``noise_std``.
 
 Choices (where SPEC or the reference ``dr-faustus/GIH`` leave them open):
 
@@ -29,15 +43,24 @@ Choices (where SPEC or the reference ``dr-faustus/GIH`` leave them open):
 * **Runs in a loop.** The runs are independent; on this CPU a loop uses both cores
   already (see ``benchmarks/README.md``); batching seeds with ``torch.func`` would
   need batch norm rewritten for vmap and was not done.
-* **Presets.** ``full`` is SPEC's protocol. ``quick`` (fewer points, epochs, seeds and
-  orientations, and a G from fewer initializations) runs on a CPU in minutes for
-  small architectures; its rows say ``preset: quick``.
+* **Presets.** ``full`` is SPEC's protocol (with the noise above). ``quick`` (4000
+  points, 10 epochs, 2 seeds, phi in {0, 90}, G from 128 x 8 samples) runs on a CPU
+  in minutes for small architectures; its rows say ``preset: quick``. 10 epochs of
+  4000 is about the fewest steps (~310) at which gih_mlp learns (0.96 / 0.99 / 0.95
+  over three seeds; 2000 x 6 or 4000 x 6 stay at chance). G from 128
+  initializations is noisy in its flat leading spectrum, but v_5, v_6 still lie in
+  directions of large sampled gradient and w in their null space, which is what the
+  task needs.
+* **The headline's range.** u1 = v_5 stays in the plane at every phi, and u1 alone
+  separates the classes for all but the class-1 points with |1.5 cos a| < 0.25, so an
+  architecture that is blind to w still scores about 0.95 at phi = 90 in the noiseless
+  limit. A fall with phi is therefore a few points of accuracy, not a drop to chance.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,10 +71,16 @@ from bench.errors import BenchError
 from bench.measures import ag
 from bench.measures._stats import ratio_of_means
 from bench.measures._types import Measurement, MeasureSpec, ScoreContext
-from bench.models.architecture import WEIGHTS_REF, ArchitectureLike, build_architecture, no_tf32
+from bench.models.architecture import (
+    WEIGHTS_REF,
+    ArchitectureLike,
+    build_architecture,
+    no_tf32,
+)
 
-VERSION = 1
+VERSION = 2  # 2: noise std 0.1 (version 1, SPEC's std 1, learned nothing at d = 3072)
 RADII = (0.25, 1.5)  # class 0, class 1
+NOISE_STD = 0.1  # SPEC: 1.0; see the module docstring
 U1_INDEX, V_INDEX, W_PERCENTILE = 5, 6, 0.9
 LR, MOMENTUM, CLIP, BATCH = 0.1, 0.9, 0.5, 128
 
@@ -65,13 +94,15 @@ class PlanePreset:
     phis: tuple[float, ...]
     g_n_inits: int
     g_n_inputs: int
+    noise_std: float
 
 
 PRESETS = {
     "full": PlanePreset(n_train=10_000, n_test=2_000, epochs=20, n_seeds=3, phis=(0, 30, 60, 90),
-                        g_n_inits=ag.DEFAULT_N_INITS, g_n_inputs=ag.DEFAULT_N_INPUTS),
-    "quick": PlanePreset(n_train=2_000, n_test=1_000, epochs=6, n_seeds=2, phis=(0, 90),
-                         g_n_inits=1_024, g_n_inputs=8),
+                        g_n_inits=ag.DEFAULT_N_INITS, g_n_inputs=ag.DEFAULT_N_INPUTS,
+                        noise_std=NOISE_STD),
+    "quick": PlanePreset(n_train=4_000, n_test=1_000, epochs=10, n_seeds=2, phis=(0, 90),
+                         g_n_inits=128, g_n_inputs=8, noise_std=NOISE_STD),
 }
 
 
@@ -93,10 +124,11 @@ def draw_plane_data(n: int, d: int, generator: torch.Generator,
     return PlaneDraw(angles, labels, noise)
 
 
-def embed_plane(draw: PlaneDraw, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
-    """x = r (cos a u1 + sin a u2) + z, with z's component in span(u1, u2) removed; (n, d)."""
+def embed_plane(draw: PlaneDraw, u1: torch.Tensor, u2: torch.Tensor,
+                noise_std: float = 1.0) -> torch.Tensor:
+    """x = r (cos a u1 + sin a u2) + noise_std z, z's component in span(u1, u2) removed; (n, d)."""
     basis = torch.stack([u1, u2])  # orthonormal rows
-    z = draw.noise - (draw.noise @ basis.T) @ basis
+    z = noise_std * (draw.noise - (draw.noise @ basis.T) @ basis)
     radius = torch.tensor(RADII, device=z.device, dtype=z.dtype)[draw.labels]
     coords = torch.stack([torch.cos(draw.angles), torch.sin(draw.angles)], 1) * radius[:, None]
     return coords @ basis + z
@@ -151,18 +183,25 @@ def plane_invariance(
     device: torch.device | str | None = None,
     progress: Any = None,
     resolution: int = ag.DEFAULT_RESOLUTION,
+    noise_std: float | None = None,
 ) -> Measurement:
     """Accuracy over plane orientations and the headline plane_invariance (SPEC section 5).
 
     ``arch``: a registry id or entry, a timm name, or a zero-argument callable building
     a fresh 2-class model on (B, 3, resolution, resolution) inputs. ``progress``: a
-    tqdm-like bar advanced once per training run.
+    tqdm-like bar advanced once per training run. ``noise_std``: the std of the
+    off-plane noise, default the preset's (0.1); 1.0 is SPEC's value.
 
     >>> plane_invariance("gih_mlp.init", preset="quick")  # doctest: +SKIP
     """
     if preset not in PRESETS:
         raise BenchError(f"unknown plane preset {preset!r}", f"use one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if noise_std is not None:
+        if not (isinstance(noise_std, (int, float)) and noise_std >= 0):
+            raise BenchError(f"plane parameter noise_std={noise_std!r} must be a number >= 0",
+                             "for example -p plane.noise_std=1.0 (SPEC's value)")
+        p = replace(p, noise_std=float(noise_std))
     device = torch.device(device) if device is not None else torch.device("cpu")
     geometry = ag.average_geometry_matrix(arch, resolution, p.g_n_inits, p.g_n_inputs, seed,
                                           device=device)
@@ -177,10 +216,11 @@ def plane_invariance(
         for i, phi in enumerate(p.phis):
             u1, u2 = plane_directions(eigenvectors, phi)
             model = _two_class_model(arch, resolution, run_seed, device)
+            x_train, x_test = (embed_plane(t, u1, u2, p.noise_std).reshape(-1, *shape)
+                               for t in (train, test))
             with no_tf32():
                 accuracy[i, j] = train_and_test(
-                    model, embed_plane(train, u1, u2).reshape(-1, *shape), train.labels,
-                    embed_plane(test, u1, u2).reshape(-1, *shape), test.labels, p.epochs,
+                    model, x_train, train.labels, x_test, test.labels, p.epochs,
                     torch.Generator().manual_seed(run_seed))
             if progress is not None:
                 progress.update(1)
@@ -206,14 +246,12 @@ def _measurement(accuracy: np.ndarray, p: PlanePreset, preset: str, seed: int,
                   input_std=ag.DEFAULT_INPUT_STD, **{k: list(v) if isinstance(v, tuple) else v
                                                      for k, v in asdict(p).items()})
     acc0, acc90 = accuracy[phis.index(0)], accuracy[phis.index(90)]
-    common = dict(params=params, n=p.n_test, draws=p.n_seeds * len(phis),
-                  arrays={"phi": [float(x) for x in phis],
-                          "acc_mean": accuracy.mean(1).tolist(),
-                          "acc_std": accuracy.std(1, ddof=1).tolist() if p.n_seeds > 1
-                          else [0.0] * len(phis),
-                          "acc_runs": accuracy.flatten().tolist()},
-                  extras={"acc0": float(acc0.mean()), "acc90": float(acc90.mean()),
-                          "g_init_method": init_method})
+    arrays = {"phi": [float(x) for x in phis], "acc_mean": accuracy.mean(1).tolist(),
+              "acc_std": accuracy.std(1, ddof=1).tolist() if p.n_seeds > 1 else [0.0] * len(phis),
+              "acc_runs": accuracy.flatten().tolist()}
+    extras = {"acc0": float(acc0.mean()), "acc90": float(acc90.mean()), "g_init_method": init_method}
+    common = {"params": params, "n": p.n_test, "draws": p.n_seeds * len(phis),
+              "arrays": arrays, "extras": extras}
     se0 = max(acc0.std(ddof=1) / math.sqrt(len(acc0)) if len(acc0) > 1 else 0.0,
               math.sqrt(0.25 / (p.n_test * len(acc0))))
     if acc0.mean() - 0.5 <= 2 * se0:
@@ -221,7 +259,7 @@ def _measurement(accuracy: np.ndarray, p: PlanePreset, preset: str, seed: int,
             "plane", VERSION, f"accuracy at phi=0 ({acc0.mean():.3f}) is within noise of chance, so "
             "the architecture did not learn the aligned task", **common)
     est = ratio_of_means(acc90 - 0.5, acc0 - 0.5, seed=seed)
-    clip = lambda x: None if x is None else min(max(x, 0.0), 1.0)  # noqa: E731
+    clip = lambda x: None if x is None else min(max(x, 0.0), 1.0)
     fields = est.fields()
     return Measurement(
         measure="plane", version=VERSION, value=clip(fields["value"]), stderr=fields["stderr"],
@@ -234,7 +272,8 @@ def _run(ctx: ScoreContext) -> list[Measurement]:
     bar = ctx.progress(total=n_runs, desc="plane") if ctx.progress else None
     try:
         return [plane_invariance(ctx.entry, preset, ctx.seed, device=ctx.device, progress=bar,
-                                 resolution=ctx.params.get("resolution", ag.DEFAULT_RESOLUTION))]
+                                 resolution=ctx.params.get("resolution", ag.DEFAULT_RESOLUTION),
+                                 noise_std=ctx.params.get("noise_std"))]
     finally:
         if bar is not None:
             bar.close()
@@ -245,6 +284,7 @@ SPECS = [
         name="plane", version=VERSION, scope="architecture", needs_images=False,
         description="Invariance under plane rotation: accuracy at phi=90 over phi=0, trained from "
                     "scratch on a circle task in G's eigen-directions",
-        defaults={"preset": "full", "resolution": ag.DEFAULT_RESOLUTION},
+        defaults={"preset": "full", "resolution": ag.DEFAULT_RESOLUTION,
+                  "noise_std": None},  # None: the preset's value; the row stores the one used
         run=_run),
 ]
