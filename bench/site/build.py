@@ -11,6 +11,7 @@ escaped, so no registry or submission text can end the script.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from bench.site.svg import Point, fmt, fmt_pm, scatter_chart
 from bench.store.db import Store
 
 _HERE = Path(__file__).parent
+TRAINED_WEIGHTS = ("pretrained", "file")  # checkpoints that learned something, for the plots
 _STATIC = ("site.css", "site.js")
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE), autoescape=True,
                           trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
@@ -56,8 +58,9 @@ def _write_csv(table: pa.Table, path: Path) -> None:
 
 
 def _scatters(columns, rows) -> list[Markup]:
-    """Each headline measure against ImageNet top-1 (where known), and the first two measures."""
-    shown = [r for r in rows if r.weights == "pretrained"] or rows
+    """Each headline measure against ImageNet top-1 (where known), and the first two
+    measures that share at least three trained checkpoints, against each other."""
+    shown = [r for r in rows if r.weights in TRAINED_WEIGHTS] or rows
     charts = []
 
     def point(r, x, cell):
@@ -70,12 +73,12 @@ def _scatters(columns, rows) -> list[Markup]:
         if len(pts) >= 2:
             charts.append(scatter_chart(pts, x_label="ImageNet top-1 (%)", y_label=c.label,
                                         title=f"{c.label} against ImageNet top-1"))
-    if len(columns) >= 2:
-        a, b = columns[0], columns[1]
+    for a, b in itertools.combinations(columns, 2):
         pts = [point(r, r.cells[a.measure].value, r.cells[b.measure]) for r in shown
                if r.cells.get(a.measure) and r.cells.get(b.measure)]
-        if len(pts) >= 2:
+        if len(pts) >= 3:
             charts.append(scatter_chart(pts, x_label=a.label, y_label=b.label, title=f"{b.label} against {a.label}"))
+            break
     return charts
 
 

@@ -45,8 +45,13 @@ def _numeric_extras(row: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+# Secondary per-layer quantities worth a profile of their own (diagnostics such as
+# solver residuals or feature counts stay in the table of stored values).
+PROFILE_EXTRAS = {"mftma": ("radius", "dimension", "center_corr"), "rf": ("d_f", "g_f")}
+
+
 def layer_profiles(rows: list[dict[str, Any]]) -> list[Figure]:
-    """Per measure, value over relative depth (one line per weights), and each numeric extra."""
+    """Per measure, value over relative depth (one line per weights), and its PROFILE_EXTRAS."""
     per_layer = [r for r in rows if r["layer"] is not None and r["status"] == "ok" and r["value"] is not None]
     runs: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in per_layer:
@@ -63,9 +68,12 @@ def layer_profiles(rows: list[dict[str, Any]]) -> list[Figure]:
         figures.append(Figure(f"{label(measure)} by layer", line_chart(
             series, x_label="relative depth", y_label=label(measure), title=f"{measure} per layer"),
             caption=f"Layers: {layers}."))
-        extra_keys = sorted({k for g in by_weights.values() for r in g for k in _numeric_extras(r)})
-        for key in extra_keys:
-            series = [Series(w, [r["layer_depth"] for r in g], [_numeric_extras(r).get(key) for r in g])
+        stored = {k for g in by_weights.values() for r in g for k in _numeric_extras(r)}
+        for key in (k for k in PROFILE_EXTRAS.get(measure, ()) if k in stored):
+            def extra(r, suffix=""):
+                return _numeric_extras(r).get(key + suffix)
+            series = [Series(w, [r["layer_depth"] for r in g], [extra(r) for r in g],
+                             [extra(r, "_ci_low") for r in g], [extra(r, "_ci_high") for r in g])
                       for w, g in by_weights.items()]
             figures.append(Figure(f"{label(measure)}: {key} by layer", line_chart(
                 series, x_label="relative depth", y_label=key, title=f"{measure} {key} per layer")))
