@@ -203,3 +203,15 @@ def test_offline_pretrained_fails_before_importing_torch(db_path):
     assert "--weights random" in proc.stderr and "--weights PATH" in proc.stderr
     assert "torch imported: False" in proc.stderr
     assert not db_path.exists()
+
+
+def test_stored_command_has_no_local_paths(tmp_path, assets):
+    from bench.cli.score import _command_line
+
+    weights = assets / "weights/tf_efficientnet_lite0_in1k/tf_efficientnet_lite0.timm.safetensors"
+    line = _command_line(["score", "--model", "x", "--weights", str(weights),
+                          f"--db={tmp_path / 'b.duckdb'}", "--probes", f"folder:{tmp_path}"])
+    assert str(tmp_path) not in line and str(assets) not in line
+    assert "--weights tf_efficientnet_lite0.timm.safetensors" in line
+    assert f"--probes folder:{tmp_path.name}" in line
+    assert "hf:org/dataset" in _command_line(["score", "--probes", "hf:org/dataset"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +27,25 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
                              "for example --param rf.delta=2")
         out.setdefault(measure, {})[name] = yaml.safe_load(raw)
     return out
+
+
+def _command_line(argv: list[str]) -> str:
+    """The command as run, with local paths cut to their last part.
+
+    It is stored with every run and travels in submissions and the public dataset,
+    where a path of the user's machine has no business.
+    """
+    def scrub(arg: str) -> str:
+        prefix, sep, value = arg.rpartition("=") if arg.startswith("-") else ("", "", arg)
+        kind, colon, rest = value.partition(":")
+        if colon and kind in ("folder", "hf"):
+            is_path = kind == "folder" or Path(rest).exists()  # hf: also takes Hub ids, org/name
+            value = f"{kind}:{Path(rest).name}" if is_path and os.path.sep in rest else value
+        elif os.path.sep in value:
+            value = Path(value).name
+        return f"{prefix}{sep}{value}"
+
+    return "bench " + " ".join(shlex.quote(scrub(a)) for a in argv)
 
 
 def _batch_size(value: str) -> int | None:
@@ -109,8 +130,7 @@ def command(models, measures, weights, probes, images, device, seed, batch_size,
         force=force, batch_size=_batch_size(batch_size), allow_tf32=allow_tf32, params=params,
         show_progress=not no_progress and sys.stderr.isatty())
     store = Store(db_path, lock_timeout=lock_timeout)
-    command_line = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    outcomes = Runner(store, options, command_line).run(entries, specs)
+    outcomes = Runner(store, options, _command_line(sys.argv[1:])).run(entries, specs)
     echo_rows(summary_rows(outcomes), fmt)
     if fmt == "table":
         click.echo(f"\nstored in {store.path}", err=True)
