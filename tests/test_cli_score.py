@@ -215,3 +215,10 @@ def test_stored_command_has_no_local_paths(tmp_path, assets):
     assert "--weights tf_efficientnet_lite0.timm.safetensors" in line
     assert f"--probes folder:{tmp_path.name}" in line
     assert "hf:org/dataset" in _command_line(["score", "--probes", "hf:org/dataset"])
+
+
+def test_architecture_measures_need_no_weights():
+    from bench.measures import ARCHITECTURE_MEASURES, measure_specs
+
+    assert {n for n, s in measure_specs().items() if s.scope == "architecture"} == \
+        set(ARCHITECTURE_MEASURES)

@@ -97,10 +97,11 @@ def command(models, measures, weights, probes, images, device, seed, batch_size,
     """
     # Light checks first: a request that cannot succeed fails before torch is imported.
     from bench.hub import require_cached_when_offline
+    from bench.measures import ARCHITECTURE_MEASURES
     from bench.registry import load_registry
 
     registry = load_registry()
-    if weights == "pretrained":
+    if weights == "pretrained" and set(measures) - set(ARCHITECTURE_MEASURES):
         wanted = [e for e in registry.values() if e.id in models or e.timm_name in models]
         require_cached_when_offline(sorted({e.id for e in wanted}), [e.hub_id for e in wanted])
 

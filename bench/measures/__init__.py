@@ -34,6 +34,11 @@ _FUNCTIONS = {
 # modules that define measures for `bench score`, each exposing SPECS: list[MeasureSpec]
 _SPEC_MODULES = ("gc", "rf", "ag", "plane", "mftma", "volume")
 
+# measures of a bare architecture, not of a checkpoint (SPEC 4, 5): they need no weights.
+# Known here without importing torch, so the CLI can decide early; a test keeps it in
+# step with the specs' own ``scope``.
+ARCHITECTURE_MEASURES = ("ag", "plane")
+
 __all__ = ["Measurement", "MeasureSpec", "ScoreContext", "measure_specs", *_FUNCTIONS]
 
 
