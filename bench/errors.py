@@ -27,6 +27,11 @@ class BenchError(Exception):
         return " ".join(text.split()) + "."
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), for a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class UnknownModelError(BenchError):
     """A model name that is not in the registry."""
 

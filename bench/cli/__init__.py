@@ -54,11 +54,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("interrupted: finished measurements are kept in the database.", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        if debug:
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if debug and isinstance(exc, KeyboardInterrupt):
             raise
         click.echo("interrupted: finished measurements are kept in the database.", err=True)
         sys.exit(130)

@@ -52,8 +52,10 @@ def command(registry_only: bool, submissions_only: bool, paths: tuple[str, ...])
         registry = [] if submissions_only else registry_files(default_registry_dir())
         folder = default_submissions_dir()
         submissions = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    registry = [] if submissions_only else registry
-    submissions = [] if registry_only else submissions
+    if submissions_only:
+        registry = []
+    if registry_only:
+        submissions = []
 
     problems = validate_files(registry) if registry else []
     if submissions:  # the registry and measures are loaded once for all files

@@ -15,11 +15,22 @@ def software_versions() -> dict[str, str]:
             "bench_version": __version__}
 
 
+def _run_columns(run_id: str, seed: int, device_name: str, allow_tf32: bool) -> dict[str, Any]:
+    """The columns that do not depend on the scope: run, seed, device, precision, versions."""
+    return {
+        "run_id": run_id,
+        "seed": seed,
+        "device": device_name,
+        "dtype": "float32",
+        "allow_tf32": allow_tf32,
+        **software_versions(),
+    }
+
+
 def checkpoint_provenance(*, run_id: str, entry, loaded, probe_set, seed: int, device_name: str,
                           allow_tf32: bool) -> dict[str, Any]:
     """Columns for rows about one checkpoint (model identity, weights, probe set, device)."""
     return {
-        "run_id": run_id,
         "scope": "checkpoint",
         "model_id": entry.id,
         "timm_name": entry.timm_name,
@@ -27,13 +38,9 @@ def checkpoint_provenance(*, run_id: str, entry, loaded, probe_set, seed: int, d
         "weights": loaded.weights,
         "weights_ref": loaded.weights_ref,
         "weights_hash": loaded.weights_hash,
-        "seed": seed,
         "probe_set_id": probe_set.id if probe_set is not None else None,
         "probe_set_hash": probe_set.hash if probe_set is not None else None,
-        "device": device_name,
-        "dtype": "float32",
-        "allow_tf32": allow_tf32,
-        **software_versions(),
+        **_run_columns(run_id, seed, device_name, allow_tf32),
     }
 
 
@@ -48,7 +55,6 @@ def architecture_provenance(*, run_id: str, entry, seed: int, device_name: str,
     so the tag is left empty and the weights are the architecture's initialization.
     """
     return {
-        "run_id": run_id,
         "scope": "architecture",
         "model_id": entry.timm_name,
         "timm_name": entry.timm_name,
@@ -56,12 +62,7 @@ def architecture_provenance(*, run_id: str, entry, seed: int, device_name: str,
         "weights": "init",
         "weights_ref": ARCHITECTURE_INIT,
         "weights_hash": f"{ARCHITECTURE_INIT}:timm-{timm.__version__}",
-        "seed": seed,
         "probe_set_id": None,
         "probe_set_hash": None,
-        "device": device_name,
-        "dtype": "float32",
-        "allow_tf32": allow_tf32,
-        **software_versions(),
+        **_run_columns(run_id, seed, device_name, allow_tf32),
     }
-

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from bench import __version__
 from bench.errors import BenchError, UndefinedMeasure
 from bench.harness import provenance
 from bench.harness.device import device_label, track_usage
@@ -89,8 +90,6 @@ class Runner:
         self.progress = _progress_factory(options.show_progress)
 
     def run(self, entries: list, specs: list[MeasureSpec]) -> list[Outcome]:
-        from bench import __version__
-
         run_id = self.store.start_run(self.command, __version__)
         outcomes: list[Outcome] = []
         status = "failed"

@@ -10,8 +10,9 @@ returned ``Measurement`` into one row of the ``measurements`` table.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 if TYPE_CHECKING:  # imported for annotations only, to keep measures light
     import torch
@@ -96,6 +97,16 @@ class ScoreContext:
     cache: dict[str, Any] = field(default_factory=dict)
     requested: tuple[str, ...] = ()
     progress: Callable[..., Any] | None = None
+
+    @contextmanager
+    def progress_bar(self, total: int, desc: str) -> Iterator[Any]:
+        """A bar for the enclosed work, closed however it ends; None when none is shown."""
+        bar = self.progress(total=total, desc=desc) if self.progress else None
+        try:
+            yield bar
+        finally:
+            if bar is not None:
+                bar.close()
 
 
 @dataclass(frozen=True)

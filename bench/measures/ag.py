@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.harness.batching import default_batch_size
+from bench.harness.batching import batches, default_batch_size
 from bench.measures._jacobian import require_eval_mode
 from bench.measures._types import Measurement, MeasureSpec, ScoreContext
 from bench.models.architecture import (WEIGHTS_REF, ArchitectureLike, initializer, no_tf32,
@@ -75,7 +75,7 @@ def spectrum_statistics(eigenvalues: np.ndarray | torch.Tensor, d: int) -> dict[
     Negative eigenvalues (float round-off of a PSD matrix) count as zero. k90 is the
     smallest number of leading eigenvalues holding at least 90% of the trace.
     """
-    lam = np.sort(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))[::-1]
+    lam = _descending(eigenvalues)
     total = lam.sum()
     if not total > 0:
         raise ValueError("the spectrum is zero: the geometry is undefined")
@@ -89,6 +89,11 @@ def spectrum_statistics(eigenvalues: np.ndarray | torch.Tensor, d: int) -> dict[
     }
     stats.update({f"{name}_d": value / d for name, value in list(stats.items())})
     return stats
+
+
+def _descending(eigenvalues: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The spectrum in float64, negative round-off clipped to zero, largest first."""
+    return np.sort(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))[::-1]
 
 
 def _leading_count(p: np.ndarray, share: float) -> int:
@@ -127,7 +132,7 @@ def measurement_from_spectra(measure: str, spectra: GroupedSpectra, d: int, *,
     k = len(loo)
     stderr = float(math.sqrt((k - 1) / k * ((loo - loo.mean()) ** 2).sum()))
     value = full["erank_d"]
-    lam = np.sort(np.clip(spectra.full, 0.0, None))[::-1]
+    lam = _descending(spectra.full)
     row_extras = {**{f"ag_{name}": v for name, v in full.items()},
                   "ag_rank_half1": halves[0]["erank_d"], "ag_rank_half2": halves[1]["erank_d"],
                   "ag_rank_extrapolated": 2 * value - (halves[0]["erank_d"] + halves[1]["erank_d"]) / 2,
@@ -246,7 +251,7 @@ def average_geometry_matrix(
             model = draws.draw(init_gen)
             x = input_std * torch.randn((n_inputs, *shape), generator=input_gen, device=device)
             acc.add(i * N_GROUPS // n_inits, torch.cat(
-                [mean_logit_gradients(model, x[s:s + batch]) for s in range(0, n_inputs, batch)]))
+                [mean_logit_gradients(model, x[rows]) for rows in batches(n_inputs, batch)]))
             if progress is not None:
                 progress.update(1)
     acc.flush()
@@ -348,20 +353,17 @@ def _gram(vectors: torch.Tensor, device: torch.device) -> torch.Tensor:
     precision rather than a float64 copy twice their size.
     """
     v = vectors.to(device)
-    return (v @ v.T).double()
+    with no_tf32():
+        return (v @ v.T).double()
 
 
 def _run_ag(ctx: ScoreContext) -> list[Measurement]:
     p = ctx.params
-    bar = ctx.progress(total=p["n_inits"], desc="ag") if ctx.progress else None
-    try:
+    with ctx.progress_bar(p["n_inits"], "ag") as bar:
         return [average_geometry(
             ctx.entry, p["resolution"], p["n_inits"], p["n_inputs"], ctx.seed, device=ctx.device,
             batch_size=ctx.batch_size, progress=bar, input_std=p["input_std"],
             num_classes=p["num_classes"])]
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _run_ag_trained(ctx: ScoreContext) -> list[Measurement]:

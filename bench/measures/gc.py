@@ -90,6 +90,10 @@ class JacobianSample:
         return 1.0 if self.exact else 1.0 / self.probes
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def resolve_exact(exact: bool | None, n_outputs: int) -> bool:
     """SPEC's default: exact for at most 100 outputs, Hutchinson otherwise."""
     return n_outputs <= EXACT_MAX_OUTPUTS if exact is None else bool(exact)
@@ -109,9 +113,9 @@ def jacobian_sample(
 ) -> JacobianSample:
     """Per-image ||J_f(x)||_F^2 of ``f`` at each of ``images`` (N, 3, H, W).
 
-    ``f`` maps a batch to (N, C) outputs and must treat images independently (eval
-    mode; modules in training mode are refused). Images move batch by batch to
-    ``device`` (default: the device of ``f``'s parameters, else of ``images``).
+    ``f`` maps a batch to (N, ...) outputs, flattened to (N, C), and must treat images
+    independently (eval mode; modules in training mode are refused). Images move batch
+    by batch to ``device`` (default: the device of ``f``'s parameters, else of ``images``).
     The Rademacher probes of image i are row i of one (N, k, C) draw from a CPU
     generator seeded with ``seed``, so values do not depend on the device or the batch
     size. ``batch_size`` None picks the device default; either way it is halved on
@@ -119,7 +123,7 @@ def jacobian_sample(
     """
     if images.dim() < 2 or images.shape[0] == 0:
         raise ValueError(f"images must be a non-empty batch (N, ...); got shape {tuple(images.shape)}")
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+    if not _is_positive_int(probes):
         raise ValueError(f"probes must be a positive integer; got {probes!r}")
     require_eval_mode(f)
     device = torch.device(device) if device is not None else function_device(f, images.device)
@@ -223,7 +227,7 @@ def geometric_complexity(
 def _protocol(params: dict[str, Any]) -> tuple[int | None, bool | None]:
     """(probes, exact) from a measure's parameters; either may be absent (None)."""
     probes, exact = params.get("probes"), params.get("exact")
-    if probes is not None and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 1):
+    if probes is not None and not _is_positive_int(probes):
         raise BenchError(f"gc parameter probes={probes!r} is not a positive integer",
                          "for example -p gc.probes=16")
     if exact is not None and not isinstance(exact, bool):
@@ -260,14 +264,10 @@ def cached_jacobian_sample(ctx: ScoreContext, output: Output = "logits") -> Jaco
     if cached is not None and _fits(cached, probes, exact, keep):
         return cached
     f = ctx.model if output == "logits" else ctx.model.features
-    bar = ctx.progress(total=ctx.images.shape[0], desc=MEASURE_OF_OUTPUT[output]) if ctx.progress else None
-    try:
+    with ctx.progress_bar(ctx.images.shape[0], MEASURE_OF_OUTPUT[output]) as bar:
         sample = jacobian_sample(f, ctx.images, probes=probes or DEFAULT_PROBES, exact=exact,
                                  seed=ctx.seed, keep_vjps=keep, batch_size=ctx.batch_size,
                                  progress=bar, device=ctx.device)
-    finally:
-        if bar is not None:
-            bar.close()
     ctx.cache[key] = sample
     return sample
 

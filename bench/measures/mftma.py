@@ -104,8 +104,8 @@ def manifold_capacity(manifolds: Sequence[torch.Tensor], kappa: float = 0.0, n_t
         per_manifold[group] = stats
         worst = max(worst, residual)
     extras = {"center_corr": structure.center_corr, "K": structure.K, "n_manifolds": len(points),
-                  "points_per_manifold": int(np.median([p.shape[0] for p in points])),
-                  "n_features": points[0].shape[1], "kkt_residual": worst}
+              "points_per_manifold": int(np.median([p.shape[0] for p in points])),
+              "n_features": points[0].shape[1], "kkt_residual": worst}
     if worst > KKT_TOL or not np.isfinite(per_manifold).all() or (per_manifold[:, 0] <= 0).any():
         return Measurement.undefined(NAME, VERSION, f"solver did not converge (KKT residual {worst:.1e})",
                                      params=params, extras=extras)
@@ -131,7 +131,6 @@ def _anchor_problems(manifolds: torch.Tensor, n_t: int, generator: torch.Generat
 def _solve_anchors(S: torch.Tensor, t: torch.Tensor, D: int, kappa: float) -> tuple[np.ndarray, float]:
     """Per-manifold (capacity, radius, dimension) and the worst KKT residual."""
     P, n_t, d = t.shape
-    S.shape[1]
     projections = t[..., :D] @ S[..., :D].transpose(1, 2)           # (P, n_t, M)
     best = projections.argmax(-1)
     s0 = torch.gather(S, 1, best[..., None].expand(P, n_t, d))        # max-projection points
@@ -191,7 +190,7 @@ def manifold_capacity_profile(model, images: torch.Tensor, labels: torch.Tensor 
                                batch_size or default_batch_size(device))
     depths = relative_depths(len(features))
     params = {"n_classes": n_classes, "per_class": per_class, "n_t": n_t, "kappa": kappa,
-                  "max_features": max_features}
+              "max_features": max_features}
     bar = progress(len(features), "mftma layers") if progress else None
     rows = []
     for (name, (feats, n_features)), depth in zip(features.items(), depths):
@@ -230,8 +229,9 @@ def _manifold_inputs(images: torch.Tensor, labels: torch.Tensor | None, n_classe
 
     With labels: P = min(n_classes, classes with at least 2 images), the classes with
     the most images first, ties (a balanced probe set) drawn at random; M =
-    min(per_class, the smallest of their counts), each class's M images drawn at random. Without labels: P = min(n_classes, images)
-    exemplar images, each under M = per_class random augmentations.
+    min(per_class, the smallest of their counts), each class's M images drawn at random.
+    Without labels: P = min(n_classes, images) exemplar images, each under M = per_class
+    random augmentations.
     """
     if labels is None:
         P = min(n_classes, len(images))
@@ -239,15 +239,16 @@ def _manifold_inputs(images: torch.Tensor, labels: torch.Tensor | None, n_classe
         return exemplar_views(chosen, per_class, generator), "exemplar", P, per_class
     labels = torch.as_tensor(labels).cpu()
     classes, counts = torch.unique(labels, return_counts=True)
-    classes = classes[counts >= 2]
+    enough = counts >= 2
+    classes, counts = classes[enough], counts[enough]
     if len(classes) < 2:
         raise BenchError("class manifolds need at least 2 classes with 2 images each",
                          "use a labelled probe set with more images per class, or drop the labels")
-    counts = counts[counts >= 2]
     shuffled = torch.randperm(len(classes), generator=generator)
     by_size = shuffled[torch.argsort(counts[shuffled], descending=True, stable=True)]
-    classes = classes[by_size[: min(n_classes, len(classes))]]
-    M = min(per_class, min(int((labels == c).sum()) for c in classes))
+    chosen = by_size[: min(n_classes, len(classes))]
+    classes = classes[chosen]
+    M = min(per_class, int(counts[chosen].min()))
     order = []
     for c in classes:
         members = torch.nonzero(labels == c).flatten()

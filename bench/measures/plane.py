@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import BenchError
+from bench.harness.batching import batches
 from bench.measures import ag
 from bench.measures._stats import ratio_of_means
 from bench.measures._types import Measurement, MeasureSpec, ScoreContext
@@ -154,11 +155,11 @@ def train_and_test(model: torch.nn.Module, x_train: torch.Tensor, y_train: torch
     model.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator).to(x_train.device)
-        for start in range(0, n, BATCH):
+        for rows in batches(n, BATCH):
             step += 1
             for group in opt.param_groups:
                 group["lr"] = LR * (1 - step / total)
-            idx = order[start:start + BATCH]
+            idx = order[rows]
             loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -170,8 +171,8 @@ def train_and_test(model: torch.nn.Module, x_train: torch.Tensor, y_train: torch
 @torch.no_grad()
 def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    correct = sum(int((model(x[s:s + 1024]).argmax(1) == y[s:s + 1024]).sum())
-                  for s in range(0, x.shape[0], 1024))
+    correct = sum(int((model(x[rows]).argmax(1) == y[rows]).sum())
+                  for rows in batches(x.shape[0], 1024))
     return correct / x.shape[0]
 
 
@@ -269,14 +270,10 @@ def _measurement(accuracy: np.ndarray, p: PlanePreset, preset: str, seed: int,
 def _run(ctx: ScoreContext) -> list[Measurement]:
     preset = ctx.params.get("preset", "full")
     n_runs = PRESETS[preset].n_seeds * len(PRESETS[preset].phis) if preset in PRESETS else 0
-    bar = ctx.progress(total=n_runs, desc="plane") if ctx.progress else None
-    try:
+    with ctx.progress_bar(n_runs, "plane") as bar:
         return [plane_invariance(ctx.entry, preset, ctx.seed, device=ctx.device, progress=bar,
                                  resolution=ctx.params.get("resolution", ag.DEFAULT_RESOLUTION),
                                  noise_std=ctx.params.get("noise_std"))]
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 SPECS = [

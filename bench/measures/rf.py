@@ -99,9 +99,8 @@ class Protocol:
         return temperature(delta, self.resolution, self.cutoff)
 
     def params(self, delta: float) -> dict[str, Any]:
-        t = self.temperature(delta)
         return {"cutoff": self.cutoff, "delta": delta, "draws": self.draws,
-                "resolution": self.resolution, "t": t}
+                "resolution": self.resolution, "t": self.temperature(delta)}
 
 
 def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -329,8 +328,8 @@ def _row(sample: StabilitySample, name: str, k: int, seed: int, *,
     """The rf row of output ``name`` at the protocol's delta number k."""
     p = sample.protocol
     terms = sample.terms[name]
-    t = p.temperature(p.deltas[k])
-    extras: dict[str, Any] = {"t": t, "t_max": t_max(p.cutoff), "exceeds_t_max": t > t_max(p.cutoff)}
+    t, t_limit = p.temperature(p.deltas[k]), t_max(p.cutoff)
+    extras: dict[str, Any] = {"t": t, "t_max": t_limit, "exceeds_t_max": t > t_limit}
     common = dict(draws=p.draws, params=p.params(p.deltas[k]), layer=layer, depth=depth)
     reason = _undefined_reason(terms, k)
     if reason is not None:
@@ -435,10 +434,6 @@ def relative_stability(
     return headline_row(sample, LOGITS, float(delta), seed)
 
 
-def _stage_outputs(model: Any) -> Outputs:
-    return model.stages
-
-
 def relative_stability_by_layer(
     model: Any,
     images: torch.Tensor,
@@ -458,7 +453,7 @@ def relative_stability_by_layer(
     """
     protocol = make_protocol(images, cutoff, delta, draws)
     require_eval_mode(model)
-    sample = stability_sample(_stage_outputs(model), images, protocol, seed, keep=(LOGITS,),
+    sample = stability_sample(model.stages, images, protocol, seed, keep=(LOGITS,),
                               batch_size=batch_size, progress=progress,
                               device=device or function_device(model, images.device))
     return layer_rows(sample, float(delta), seed)
@@ -476,14 +471,10 @@ def _run(ctx: ScoreContext) -> list[Measurement]:
                              SWEEP_DELTAS if params["sweep"] else None)
     require_eval_mode(ctx.model)
     layers = bool(params["layers"])
-    outputs = _stage_outputs(ctx.model) if layers else (lambda x: [(LOGITS, ctx.model(x))])
-    bar = ctx.progress(total=ctx.images.shape[0], desc=NAME) if ctx.progress else None
-    try:
+    outputs = ctx.model.stages if layers else (lambda x: [(LOGITS, ctx.model(x))])
+    with ctx.progress_bar(ctx.images.shape[0], NAME) as bar:
         sample = stability_sample(outputs, ctx.images, protocol, ctx.seed, keep=(LOGITS,),
                                   batch_size=ctx.batch_size, device=ctx.device, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
     rows = [headline_row(sample, LOGITS, delta, ctx.seed)]
     if layers:
         rows += layer_rows(sample, delta, ctx.seed)

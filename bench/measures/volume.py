@@ -178,8 +178,9 @@ def _push_forward(f: Callable, x: torch.Tensor, directions: torch.Tensor) -> tor
 
     Forward-mode AD vectorized over the directions (``vmap`` of ``jvp``) computes the
     primal pass once for all of them: 1.1-1.3x faster on CPU than a batch holding
-    every point once per direction (``benchmarks/bench_volume.py``). Attention runs on the math kernel, which has forward-mode
-    derivatives on every device (fused kernels do not on CPU). Where a layer has no
+    every point once per direction (``benchmarks/bench_volume.py``). Attention runs on the
+    math kernel, which has forward-mode derivatives on every device (fused kernels do not
+    on CPU). Where a layer has no
     forward-mode or batching rule, the double-backward trick gives the same products
     from reverse passes: J u = d/dw <J^T w, u>, exact because J^T w is linear in w.
     """
@@ -287,15 +288,15 @@ def _summarize(maps: list[PlaneMaps], params: dict, seed: int) -> Measurement:
             return total[:, 0] / total[:, 1] - total[:, 2] / total[:, 3]
 
     extras: dict = {"degenerate_points": int(sum(m.degenerate for m in maps)),
-                        "boundary_fraction": float(boundary.mean())}
+                    "boundary_fraction": float(boundary.mean())}
     mean_l = bootstrap(logvol.mean(1), seed=seed).fields()
     extras |= {"mean_logvol": mean_l["value"], "mean_logvol_ci_low": mean_l["ci_low"],
-                   "mean_logvol_ci_high": mean_l["ci_high"]}
+               "mean_logvol_ci_high": mean_l["ci_high"]}
     if boundary.any() and (~boundary).any():
         diff = bootstrap(sums, log_ratio, seed=seed)
         extras |= {"boundary_logvol_diff": diff.value, "boundary_ratio": float(np.exp(diff.value)),
-                       "boundary_ratio_ci_low": _exp_or_none(diff.ci_low),
-                       "boundary_ratio_ci_high": _exp_or_none(diff.ci_high)}
+                   "boundary_ratio_ci_low": _exp_or_none(diff.ci_low),
+                   "boundary_ratio_ci_high": _exp_or_none(diff.ci_high)}
     arrays = _map_arrays(maps[:MAP_PLANES])
     n = {"n": len(maps), "draws": grid * grid}
     if np.ptp(logvol, axis=1).max() <= _FLAT or np.ptp(entropy, axis=1).max() <= _FLAT:

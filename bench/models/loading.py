@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 import bench.models  # noqa: F401  (registers the project's own architectures)
-from bench.errors import WeightsError
+from bench.errors import WeightsError, first_line
 from bench.hub import HUB_FILENAMES, OFFLINE_HINT, hub_offline
 from bench.models.scored import ScoredModel, prepare_for_measurement
 from bench.registry.schema import RegistryEntry
@@ -103,7 +103,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # every reader fails differently on a corrupt file
         raise WeightsError(
-            f"cannot read weights file {path.name}: {_first_line(exc)}",
+            f"cannot read weights file {path.name}: {first_line(exc)}",
             "give an uncorrupted .safetensors file or a torch checkpoint of tensors "
             "(pickled code is never executed)") from exc
     for key in ("state_dict", "model"):
@@ -197,7 +197,7 @@ def hub_weights_file(entry: RegistryEntry) -> Path:
         except EntryNotFoundError:  # not in the repo, or not cached: try the next name
             continue
         except Exception as exc:
-            raise WeightsError(f"downloading {name} of {entry.hub_id} failed: {_first_line(exc)}",
+            raise WeightsError(f"downloading {name} of {entry.hub_id} failed: {first_line(exc)}",
                                OFFLINE_HINT) from exc
     if revision is None:
         raise WeightsError(f"cannot get pretrained weights for {entry.id}: the Hugging Face Hub "
@@ -212,7 +212,3 @@ def _hub_filenames(entry: RegistryEntry) -> list[str]:
     cfg = timm_pretrained_cfg(entry.id)
     own = cfg.hf_hub_filename if cfg is not None and cfg.hf_hub_id == entry.hub_id else None
     return [own] if own else list(HUB_FILENAMES)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

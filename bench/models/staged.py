@@ -70,9 +70,8 @@ class StagedClassifier(nn.Module):
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         stages = self.stages()
         take = take_indices(len(stages), indices)
-        max_index = max(take)
         if stop_early:
-            stages = stages[: max_index + 1]
+            stages = stages[: max(take) + 1]
         intermediates = []
         for i, stage in enumerate(stages):
             x = stage(x)

@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from bench.errors import ProbeSetError
+from bench.errors import ProbeSetError, first_line
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 FOLDER_HINT = "give folder:PATH, a folder of images, flat or with one subfolder per class"
@@ -140,8 +140,7 @@ def hf_catalog(spec: str) -> Catalog:
     except ProbeSetError:
         raise
     except Exception as exc:  # offline, missing, malformed: each raises its own type
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ProbeSetError(f"cannot load dataset '{name}': {reason}", hint) from exc
+        raise ProbeSetError(f"cannot load dataset '{name}': {first_line(exc)}", hint) from exc
     image_col = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     if image_col is None:
         raise ProbeSetError(f"dataset '{name}' has no image column",

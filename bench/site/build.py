@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 from markupsafe import Markup
 
 from bench import __version__
-from bench.export import export_dataset
+from bench.export import data_file, export_dataset
 from bench.export.docs import MEASURE_DOCS, PROTOCOL_VERSION, measure_versions
 from bench.site import data as sitedata
 from bench.site import pages
@@ -87,24 +87,25 @@ def build_site(store: Store, out: str | Path) -> SiteResult:
     out = Path(out)
     for sub in ("models", "img", "data", "assets"):
         shutil.rmtree(out / sub, ignore_errors=True)
-    for sub in ("models", "img", "data", "assets"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     export = export_dataset(store, out / "data")
     tables = export.tables
     for name, table in tables.items():
         _write_csv(table, out / "data" / f"{name}.csv")
-        shutil.copy(out / "data" / "data" / name / "train-00000-of-00001.parquet", out / "data" / f"{name}.parquet")
+        shutil.copy(out / "data" / data_file(name), out / "data" / f"{name}.parquet")
     for name in _STATIC:
         shutil.copy(_HERE / name, out / "assets" / name)
 
     measurements = tables["measurements"].to_pylist()
+    leaderboard = tables["leaderboard"].to_pylist()
+    arch_leaderboard = tables["architecture_leaderboard"].to_pylist()
     models = {m["model_id"]: m for m in tables["models"].to_pylist()}
     checkpoint_ids = sorted(set(models) | {r["model_id"] for r in measurements if r["scope"] == "checkpoint"})
     taken: set[str] = set()
     slugs = {mid: sitedata.slugify(mid, taken) for mid in checkpoint_ids}
     versions = measure_versions({r["measure"]: {r["measure_version"]} for r in measurements})
-    columns, rows = sitedata.checkpoint_table(tables["leaderboard"].to_pylist(), models, slugs, versions)
-    arch_columns, arch_rows = sitedata.architecture_table(tables["architecture_leaderboard"].to_pylist(), versions)
+    columns, rows = sitedata.checkpoint_table(leaderboard, models, slugs, versions)
+    arch_columns, arch_rows = sitedata.architecture_table(arch_leaderboard, versions)
     built_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     common = dict(revision=export.revision, built_at=built_at, protocol_version=PROTOCOL_VERSION,
                   versions=versions, bench_version=__version__, measure_docs=MEASURE_DOCS, label=sitedata.label)
@@ -130,15 +131,14 @@ def build_site(store: Store, out: str | Path) -> SiteResult:
         model = models.get(mid, {"model_id": mid})
         own = [r for r in measurements if r["scope"] == "checkpoint" and r["model_id"] == mid]
         arch = [r for r in measurements if r["scope"] == "architecture" and r["timm_name"] == model.get("timm_name")]
-        headline = sorted([r for r in tables["leaderboard"].to_pylist() if r["model_id"] == mid],
+        headline = sorted([r for r in leaderboard if r["model_id"] == mid],
                           key=lambda r: (r["measure"], r["weights"], r["created_at"]))
         page = template.render(
             root="../", model=model, slug=slugs[mid], headline=headline,
             profiles=pages.layer_profiles(own), curves=pages.curves(own),
             volume=pages.volume_maps(own, slugs[mid], writer),
             diffeo=pages.diffeo_figure(own, model.get("input_size"), writer),
-            arch_rows=[r for r in tables["architecture_leaderboard"].to_pylist()
-                       if r["timm_name"] == model.get("timm_name")],
+            arch_rows=[r for r in arch_leaderboard if r["timm_name"] == model.get("timm_name")],
             arch_curves=pages.curves(arch), stored=pages.stored_rows(own + arch),
             paper_url=model.get("paper") if str(model.get("paper") or "").startswith(("https://", "http://"))
             else None, **common)

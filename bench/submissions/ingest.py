@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import pyarrow as pa
-
 from bench.errors import BenchError
 from bench.store.db import Store
+from bench.store.rows import to_table
 from bench.store.schema import PRIMARY_KEYS, TABLES
 from bench.submissions.validate import Problem, Submission, check_submission, submission_files
 
@@ -68,7 +67,7 @@ def ingest(paths: list[str | Path], store: Store, *, registry: Mapping[str, Any]
             present = {k for (k,) in con.execute(f'SELECT "{key}" FROM {name}').fetchall()}
             new = [r for r in rows if r[key] not in present]
             if new:
-                Store.insert_arrow(con, name, pa.Table.from_pylist(new, schema=TABLES[name]))
+                Store.insert_arrow(con, name, to_table(name, new))
             added[name] = len(new)
         return added
 
