@@ -160,3 +160,34 @@ def test_resnet20_curve_falls_with_phi():
     acc0, acc90, n_test = _quick_curve("cifar_resnet20")
     assert acc0.mean() > 0.8  # the aligned plane is learned
     assert acc0.mean() - acc90.mean() > 3 * _difference_noise(acc0, acc90, n_test)
+
+
+def test_batched_training_follows_the_loop():
+    """All runs in one vmapped step give each run the accuracy its own loop gives."""
+    from bench.measures.plane import train_and_test, train_and_test_batched
+
+    d, n, n_test, runs, epochs = 24, 384, 400, 3, 4
+
+    def mlp(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.GELU(), torch.nn.Linear(32, 2))
+
+    gen = torch.Generator().manual_seed(0)
+    x, x_test = torch.randn(runs, n, d, generator=gen), torch.randn(runs, n_test, d, generator=gen)
+    label = lambda z: (z[..., 0] + 0.5 * z[..., 1] > 0).long()  # noqa: E731
+    looped = [train_and_test(mlp(r), x[r], label(x[r]), x_test[r], label(x_test[r]), epochs,
+                             torch.Generator().manual_seed(r)) for r in range(runs)]
+    batched = train_and_test_batched([mlp(r) for r in range(runs)], x, label(x), x_test,
+                                     label(x_test), epochs,
+                                     [torch.Generator().manual_seed(r) for r in range(runs)])
+    assert len(set(looped)) > 1 and 0.6 < min(looped) and max(looped) < 1  # learned, and differ
+    assert batched == pytest.approx(looped, abs=1.5 / n_test)  # at most one prediction apart
+
+
+def test_only_buffer_free_architectures_train_batched():
+    import bench.models  # noqa: F401
+    from bench.measures.plane import batchable
+    from bench.models.architecture import build_architecture
+
+    assert batchable(build_architecture("gih_mlp", 32, num_classes=2))
+    assert not batchable(build_architecture("cifar_resnet20", 32, num_classes=2))

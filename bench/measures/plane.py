@@ -40,9 +40,13 @@ Choices (where SPEC or the reference ``dr-faustus/GIH`` leave them open):
   acc(0) - 1/2), clipped to [0, 1] like the value. It is undefined when acc(0) - 1/2
   is not above twice its standard error (the larger of the seed spread and the
   binomial error of the test set).
-* **Runs in a loop.** The runs are independent; on this CPU a loop uses both cores
-  already (see ``benchmarks/README.md``); batching seeds with ``torch.func`` would
-  need batch norm rewritten for vmap and was not done.
+* **Runs batched where the architecture allows.** The runs (seeds x orientations) are
+  independent. An architecture without buffers or dropout (the reference MLP, and
+  any plain MLP) trains all its runs at once: its parameter sets are stacked and one
+  ``torch.func.vmap`` step updates every run, with each run's own shuffle, gradient
+  clip and momentum, so the result is the loop's up to float rounding (tested).
+  Architectures with batch norm keep a loop: vmap cannot update per-run running
+  statistics in place.
 * **Presets.** ``full`` is SPEC's protocol (with the noise above). ``quick`` (4000
   points, 10 epochs, 2 seeds, phi in {0, 90}, G from 128 x 8 samples) runs on a CPU
   in minutes for small architectures; its rows say ``preset: quick``. 10 epochs of
@@ -66,6 +70,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
 
 from bench.errors import BenchError
 from bench.harness.batching import batches
@@ -168,6 +173,66 @@ def train_and_test(model: torch.nn.Module, x_train: torch.Tensor, y_train: torch
     return test_accuracy(model, x_test, y_test)
 
 
+def batchable(model: torch.nn.Module) -> bool:
+    """True when runs of ``model`` can train as one vmapped, stacked model.
+
+    Buffers (batch-norm running statistics) would need in-place updates per run and
+    dropout per-run randomness, neither of which the stacked step reproduces.
+    """
+    has_dropout = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+                      for m in model.modules())
+    return not list(model.buffers()) and not has_dropout
+
+
+def train_and_test_batched(models: list[torch.nn.Module], x_train: torch.Tensor,
+                           y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                           epochs: int, generators: list[torch.Generator]) -> list[float]:
+    """:func:`train_and_test` for R runs at once: x (R, n, ...), y (R, n), one generator each.
+
+    Each run keeps its own data, shuffle, gradient-norm clip and SGD momentum, so every
+    run follows the same updates as in the loop; only the arithmetic is batched.
+    """
+    params, _ = stack_module_state(models)
+    names, weights = list(params), list(params.values())
+    base = models[0]
+
+    def forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, p, (x,))
+
+    stacked_forward = vmap(forward)
+    runs, n = y_train.shape
+    total = epochs * math.ceil(n / BATCH)
+    momentum: list[torch.Tensor] | None = None
+    step = 0
+    base.train()
+    for _ in range(epochs):
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(x_train.device)
+        for rows in batches(n, BATCH):
+            step += 1
+            idx = orders[:, rows]
+            xb = torch.stack([x_train[r, idx[r]] for r in range(runs)])
+            yb = torch.gather(y_train, 1, idx)
+            logits = stacked_forward(dict(zip(names, weights)), xb)
+            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            grads = torch.autograd.grad(loss.view(runs, -1).mean(1).sum(), weights)
+            with torch.no_grad():
+                norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+                scale = (CLIP / (norms + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_, per run
+                grads = [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+                momentum = grads if momentum is None else [
+                    m.mul_(MOMENTUM).add_(g) for m, g in zip(momentum, grads)]
+                lr = LR * (1 - step / total)
+                for w, m in zip(weights, momentum):
+                    w.sub_(lr * m)
+    base.eval()
+    with torch.no_grad():
+        correct = torch.zeros(runs, device=x_test.device)
+        for rows in batches(x_test.shape[1], 1024):
+            pred = stacked_forward(dict(zip(names, weights)), x_test[:, rows]).argmax(-1)
+            correct += (pred == y_test[:, rows]).sum(1)
+    return (correct / x_test.shape[1]).tolist()
+
+
 @torch.no_grad()
 def test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
@@ -209,7 +274,7 @@ def plane_invariance(
     _, eigenvectors = ag.ag_eigendecomposition(geometry)
     d = geometry.d
     shape = geometry.input_shape
-    accuracy = np.zeros((len(p.phis), p.n_seeds))
+    runs = []  # (phi index, seed index, model, x_train, y_train, x_test, y_test, run seed)
     for j in range(p.n_seeds):
         run_seed = seed * 1_000 + j + 1
         gen = torch.Generator(device=device).manual_seed(run_seed)
@@ -219,12 +284,25 @@ def plane_invariance(
             model = _two_class_model(arch, resolution, run_seed, device)
             x_train, x_test = (embed_plane(t, u1, u2, p.noise_std).reshape(-1, *shape)
                                for t in (train, test))
-            with no_tf32():
-                accuracy[i, j] = train_and_test(
-                    model, x_train, train.labels, x_test, test.labels, p.epochs,
-                    torch.Generator().manual_seed(run_seed))
+            runs.append((i, j, model, x_train, train.labels, x_test, test.labels, run_seed))
+    accuracy = np.zeros((len(p.phis), p.n_seeds))
+    with no_tf32():
+        if batchable(runs[0][2]):
+            stacked = [torch.stack([r[k] for r in runs]) for k in (3, 4, 5, 6)]
+            results = train_and_test_batched(
+                [r[2] for r in runs], *stacked, p.epochs,
+                [torch.Generator().manual_seed(r[7]) for r in runs])
             if progress is not None:
-                progress.update(1)
+                progress.update(len(runs))
+        else:
+            results = []
+            for _, _, model, x_tr, y_tr, x_te, y_te, run_seed in runs:
+                results.append(train_and_test(model, x_tr, y_tr, x_te, y_te, p.epochs,
+                                              torch.Generator().manual_seed(run_seed)))
+                if progress is not None:
+                    progress.update(1)
+    for (i, j, *_), acc in zip(runs, results):
+        accuracy[i, j] = acc
     return _measurement(accuracy, p, preset, seed, resolution, geometry.init_method)
 
 
