@@ -222,3 +222,11 @@ def test_architecture_measures_need_no_weights():
 
     assert {n for n, s in measure_specs().items() if s.scope == "architecture"} == \
         set(ARCHITECTURE_MEASURES)
+
+
+def test_run_records_the_command_it_was_given(db_path, capsys):
+    code, _, err = call(["score", "--model", SMALL, "--weights", "random", "--images", "2",
+                         "--no-progress", "--db", str(db_path)], capsys)
+    assert code == 0, err
+    (command,), = rows(db_path, "SELECT command FROM runs")
+    assert command.startswith(f"bench score --model {SMALL} --weights random --images 2")

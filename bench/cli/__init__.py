@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="bench", standalone_mode=False)
+        cli.main(args=args, prog_name="bench", standalone_mode=False, obj={"argv": list(args)})
     except BenchError as exc:
         if debug:
             raise

@@ -85,7 +85,8 @@ def _batch_size(value: str) -> int | None:
               help="Seconds to wait while another process writes the database.")
 @format_option
 @db_option
-def command(models, measures, weights, probes, images, device, seed, batch_size, param_items,
+@click.pass_obj
+def command(obj,models, measures, weights, probes, images, device, seed, batch_size, param_items,
             sweep, layers, preset, allow_tf32, force, no_progress, lock_timeout, fmt, db_path):
     """Score models on geometry measures and store the results.
 
@@ -131,7 +132,9 @@ def command(models, measures, weights, probes, images, device, seed, batch_size,
         force=force, batch_size=_batch_size(batch_size), allow_tf32=allow_tf32, params=params,
         show_progress=not no_progress and sys.stderr.isatty())
     store = Store(db_path, lock_timeout=lock_timeout)
-    outcomes = Runner(store, options, _command_line(sys.argv[1:])).run(entries, specs)
+    # the arguments main() was given (sys.argv is someone else's when called from Python)
+    argv = (obj or {}).get("argv", sys.argv[1:])
+    outcomes = Runner(store, options, _command_line(argv)).run(entries, specs)
     echo_rows(summary_rows(outcomes), fmt)
     if fmt == "table":
         click.echo(f"\nstored in {store.path}", err=True)
